@@ -1,0 +1,3 @@
+from srsan_np.cli import main
+
+raise SystemExit(main())

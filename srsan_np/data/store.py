@@ -1,0 +1,224 @@
+"""Ragged next-click examples and their ``.npz`` storage.
+
+A prepared dataset is a list of ``(prefix, target)`` pairs. Prefixes have very different
+lengths (1 to a few hundred clicks), so they are stored the way a CSR matrix stores its
+rows: one flat array of item ids and an array of offsets, ``prefix i =
+items[offsets[i]:offsets[i + 1]]``. Nothing is padded on disk; padding happens per batch
+(see ``batching.py``).
+
+A directory written by :func:`save_dataset` holds ``train.npz``, ``test.npz`` (arrays
+``items``, ``offsets``, ``targets``, ``n_items``) and ``stats.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from numba import njit
+
+
+class DataError(ValueError):
+    """Bad input data; the message names the file and line (or the reason)."""
+
+
+@dataclass(frozen=True)
+class Sessions:
+    """Ragged next-click examples: prefix i = ``items[offsets[i]:offsets[i+1]]``, target ``targets[i]``.
+
+    Attributes
+    ----------
+    items : ndarray, shape (total,), int32
+        Item ids ``1..V`` of all prefixes, concatenated.
+    offsets : ndarray, shape (n + 1,), int64
+        ``offsets[0] == 0``, non-decreasing, ``offsets[-1] == total``.
+    targets : ndarray, shape (n,), int32
+        The next click after each prefix, ``1..V``.
+    """
+
+    items: np.ndarray
+    offsets: np.ndarray
+    targets: np.ndarray
+
+    def __post_init__(self):
+        # Normalise dtypes once so every consumer can rely on them.
+        object.__setattr__(self, "items", np.ascontiguousarray(self.items, dtype=np.int32))
+        object.__setattr__(self, "offsets", np.ascontiguousarray(self.offsets, dtype=np.int64))
+        object.__setattr__(self, "targets", np.ascontiguousarray(self.targets, dtype=np.int32))
+        offsets = self.offsets
+        if offsets.ndim != 1 or len(offsets) != len(self.targets) + 1:
+            raise ValueError(f"Sessions: offsets must have shape (n + 1,) = ({len(self.targets) + 1},), "
+                             f"got {offsets.shape}")
+        if offsets[0] != 0 or offsets[-1] != len(self.items) or np.any(np.diff(offsets) < 0):
+            raise ValueError("Sessions: offsets must start at 0, never decrease and end at len(items)")
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def prefix(self, i: int) -> np.ndarray:
+        """Prefix ``i`` as an int32 view, shape (length_i,)."""
+        return self.items[self.offsets[i]:self.offsets[i + 1]]
+
+    def lengths(self) -> np.ndarray:
+        """Prefix lengths, shape (n,), int64."""
+        return np.diff(self.offsets)
+
+    def subset(self, index) -> "Sessions":
+        """The examples ``index[0], index[1], ...``, in that order (repeats allowed)."""
+        index = np.asarray(index, dtype=np.int64).reshape(-1)
+        items, offsets = gather_ragged(self.items, self.offsets[index], self.lengths()[index])
+        return Sessions(items, offsets, self.targets[index])
+
+    @classmethod
+    def from_lists(cls, prefixes, targets) -> "Sessions":
+        """Build from Python lists: ``prefixes[i]`` a list of ids, ``targets[i]`` an id."""
+        if len(prefixes) != len(targets):
+            raise ValueError(f"Sessions.from_lists: {len(prefixes)} prefixes but {len(targets)} targets")
+        lengths = np.fromiter((len(p) for p in prefixes), dtype=np.int64, count=len(prefixes))
+        offsets = np.zeros(len(prefixes) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        items = np.fromiter((i for p in prefixes for i in p), dtype=np.int64, count=int(offsets[-1]))
+        return cls(_checked_int32(items, "item id"), offsets,
+                   _checked_int32(np.asarray(targets, dtype=np.int64).reshape(-1), "target"))
+
+    def to_lists(self) -> tuple[list[list[int]], list[int]]:
+        """``(prefixes, targets)`` as Python lists of ints (the original code's layout)."""
+        items = self.items.tolist()
+        offsets = self.offsets.tolist()
+        prefixes = [items[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
+        return prefixes, self.targets.tolist()
+
+
+def gather_ragged(items: np.ndarray, starts: np.ndarray, lengths: np.ndarray):
+    """Concatenate the slices ``items[starts[k]:starts[k] + lengths[k]]``.
+
+    Returns ``(flat, offsets)``: flat has ``items.dtype`` and shape (sum(lengths),),
+    offsets is int64 of shape (len(starts) + 1,). Only the output is allocated, which
+    matters when millions of prefixes are cut out of one click array.
+    """
+    offsets = np.zeros(len(starts) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    out = np.empty(offsets[-1], dtype=items.dtype)
+    _gather_kernel(items, np.asarray(starts, dtype=np.int64), offsets, out)
+    return out, offsets
+
+
+@njit(cache=True)
+def _gather_kernel(items, starts, offsets, out):
+    for k in range(len(starts)):
+        a = starts[k]
+        for p in range(offsets[k + 1] - offsets[k]):
+            out[offsets[k] + p] = items[a + p]
+
+
+def _checked_int32(values: np.ndarray, what: str) -> np.ndarray:
+    if values.size and (values.min() < 0 or values.max() > np.iinfo(np.int32).max):
+        raise ValueError(f"{what} out of the int32 range 0..{np.iinfo(np.int32).max}")
+    return values.astype(np.int32)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A prepared dataset: training and test examples over items ``1..n_items`` (0 = padding)."""
+
+    train: Sessions
+    test: Sessions
+    n_items: int
+    stats: dict
+
+
+# --------------------------------------------------------------------------- atomic writes
+
+def atomic_write_bytes(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same directory and ``os.replace``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def atomic_directory(directory):
+    """Yield a temporary directory that replaces ``directory`` only if the block succeeds.
+
+    The temporary directory is a sibling of ``directory`` (same file system, so the final
+    rename is atomic). On any error it is removed, so no half-written output is left behind.
+    An existing ``directory`` is replaced only after the new one is complete.
+    """
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
+    try:
+        yield tmp
+        if directory.exists():
+            old = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".old"))
+            os.replace(directory, old / "d")
+            os.replace(tmp, directory)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+# --------------------------------------------------------------------------- .npz store
+
+def _write_split(path: Path, sessions: Sessions, n_items: int) -> None:
+    with open(path, "wb") as f:
+        np.savez(f, items=sessions.items, offsets=sessions.offsets, targets=sessions.targets,
+                 n_items=np.int64(n_items))
+
+
+def save_dataset(dataset: Dataset, directory) -> None:
+    """Write ``train.npz``, ``test.npz`` and ``stats.json`` into ``directory``, atomically."""
+    with atomic_directory(directory) as tmp:
+        _write_split(tmp / "train.npz", dataset.train, dataset.n_items)
+        _write_split(tmp / "test.npz", dataset.test, dataset.n_items)
+        stats = dict(dataset.stats, n_items=int(dataset.n_items))
+        (tmp / "stats.json").write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n")
+
+
+def _read_split(path: Path) -> tuple[Sessions, int]:
+    if not path.is_file():
+        raise DataError(f"{path}: missing (a prepared dataset directory holds train.npz, test.npz, stats.json)")
+    try:
+        # allow_pickle=False: a .npz may not smuggle objects in.
+        with np.load(path, allow_pickle=False) as z:
+            sessions = Sessions(z["items"], z["offsets"], z["targets"])
+            n_items = int(z["n_items"])
+    except (KeyError, ValueError, OSError) as e:
+        raise DataError(f"{path}: not a prepared split ({e})") from None
+    if len(sessions.items) and (sessions.items.min() < 1 or sessions.items.max() > n_items):
+        raise DataError(f"{path}: item ids outside 1..{n_items}")
+    if len(sessions) and (sessions.targets.min() < 1 or sessions.targets.max() > n_items):
+        raise DataError(f"{path}: targets outside 1..{n_items}")
+    return sessions, n_items
+
+
+def load_dataset(directory) -> Dataset:
+    """Read a directory written by :func:`save_dataset`."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise DataError(f"{directory}: no such dataset directory")
+    train, n_items = _read_split(directory / "train.npz")
+    test, n_items_test = _read_split(directory / "test.npz")
+    if n_items != n_items_test:
+        raise DataError(f"{directory}: train.npz says {n_items} items, test.npz {n_items_test}")
+    stats_path = directory / "stats.json"
+    try:
+        stats = json.loads(stats_path.read_text()) if stats_path.is_file() else {}
+    except json.JSONDecodeError as e:
+        raise DataError(f"{stats_path}: line {e.lineno}: not JSON ({e.msg})") from None
+    return Dataset(train, test, n_items, stats)

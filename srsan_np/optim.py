@@ -19,15 +19,14 @@ from numba import njit, prange
 
 __all__ = ["Adam", "step_lr"]
 
-# Elements per parallel chunk: large enough that thread start-up is amortised, small enough
-# that a (V + 1, D) embedding splits into many chunks for the two cores to share.
-_CHUNK = 1 << 16
-
-
-@njit(cache=True, parallel=True)
+# error_model="numpy": a division by zero gives inf/nan instead of raising, which removes the
+# per-element check that otherwise stops LLVM from vectorising the loop. prange over the flat
+# index: Numba hands each thread one contiguous block, so every element has one owner.
+# Measured on a 43,099 x 96 float32 table, 2 cores: 1.5 ms per step (about one NumPy pass).
+@njit(cache=True, parallel=True, error_model="numpy")
 def _adam_kernel(p, g, m, v, one_minus_beta1, beta2, one_minus_beta2, weight_decay, step_size,
                  bias2_sqrt, eps):
-    """One Adam step on flat arrays, in place; each thread owns its chunk of elements.
+    """One Adam step on flat arrays, in place; each element is read and written once.
 
     Per element, in the order and rounding of ``torch.optim.Adam`` (single-tensor path)::
 
@@ -41,17 +40,13 @@ def _adam_kernel(p, g, m, v, one_minus_beta1, beta2, one_minus_beta2, weight_dec
     literal would promote float32 to float64), so float32 arithmetic stays float32, as in
     torch for float32 tensors, and float64 stays float64.
     """
-    n = p.size
-    n_chunks = (n + _CHUNK - 1) // _CHUNK
-    for c in prange(n_chunks):
-        stop = min(n, (c + 1) * _CHUNK)
-        for i in range(c * _CHUNK, stop):
-            grad = g[i] + weight_decay * p[i]
-            m_i = m[i] + one_minus_beta1 * (grad - m[i])
-            v_i = beta2 * v[i] + one_minus_beta2 * grad * grad
-            m[i] = m_i
-            v[i] = v_i
-            p[i] = p[i] - step_size * (m_i / (np.sqrt(v_i) / bias2_sqrt + eps))
+    for i in prange(p.size):
+        grad = g[i] + weight_decay * p[i]
+        m_i = m[i] + one_minus_beta1 * (grad - m[i])
+        v_i = beta2 * v[i] + one_minus_beta2 * grad * grad
+        m[i] = m_i
+        v[i] = v_i
+        p[i] = p[i] - step_size * (m_i / (np.sqrt(v_i) / bias2_sqrt + eps))
 
 
 class Adam:

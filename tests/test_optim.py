@@ -5,7 +5,7 @@ import pytest
 
 from srsan_np.optim import Adam, step_lr
 
-SHAPES = {"embedding.weight": (7, 3), "linear1.bias": (5,), "big": (300, 257)}  # big: >1 chunk
+SHAPES = {"embedding.weight": (7, 3), "linear1.bias": (5,), "big": (300, 257)}
 
 
 def make_params(seed, dtype=np.float64):

@@ -135,17 +135,24 @@ class Dataset:
 
 # --------------------------------------------------------------------------- atomic writes
 
-def atomic_write_bytes(path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same directory and ``os.replace``."""
+@contextmanager
+def atomic_write_stream(path):
+    """Yield a binary file that becomes ``path`` (via ``os.replace``) only if the block succeeds."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same directory and ``os.replace``."""
+    with atomic_write_stream(path) as f:
+        f.write(data)
 
 
 @contextmanager

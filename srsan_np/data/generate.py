@@ -1,0 +1,219 @@
+"""A deterministic generator of Diginetica-like click logs (the built-in sample dataset).
+
+The generated log has the shape of a real one and structure a session model can learn:
+
+* Items belong to topics; topic popularity and item popularity within a topic are both
+  Zipf-like, so overall popularity is heavy-tailed and the rare tail is removed by the
+  ``count >= 5`` filter, as in real logs.
+* Each session has a hidden *intent* (a topic) that persists for its whole length.
+  Every click after the first is one of
+
+  - a **repeat** of an earlier click of the session (``p_repeat``),
+  - a **transition** to one of the previous item's few favourite successors (``p_transition``),
+  - **noise**: a globally popular item unrelated to the intent (``p_noise``),
+  - otherwise a fresh item of the session's intent.
+
+  A last-item Markov model sees only transitions; popularity sees only the noise; a model
+  that reads the whole session can also use the intent and the repeats.
+* Session lengths are 1 + geometric, so many sessions have one click (removed by the
+  preprocessing) and the mean length after filtering is about 5, like Diginetica.
+* Sessions are dated uniformly over ``n_days`` days; the last 7 become the test set.
+
+Everything is drawn from one ``np.random.Generator(PCG64(seed))`` in a fixed order, block
+by block, so a preset and a seed always give the same file.
+"""
+
+from __future__ import annotations
+
+import calendar
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from numba import njit
+
+from srsan_np.data.readers import Clicks
+from srsan_np.data.store import atomic_write_stream
+
+START = calendar.timegm((2016, 1, 1, 0, 0, 0))
+DAY = 86400
+SESSIONS_PER_BLOCK = 200_000
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Sizes and probabilities of a generated log (see the module docstring)."""
+
+    n_sessions: int
+    n_items: int            # raw items before the count >= 5 filter
+    n_topics: int
+    n_days: int
+    mean_extra_clicks: float = 3.4   # session length = 1 + geometric(mean this)
+    topic_zipf: float = 0.8
+    item_zipf: float = 1.0
+    n_successors: int = 4
+    p_repeat: float = 0.2
+    p_transition: float = 0.3
+    p_noise: float = 0.1
+
+
+PRESETS = {
+    # ~3,600 training sessions (~15,000 examples), ~1,000 items: trains in about a minute.
+    "sample": GeneratorConfig(n_sessions=6_000, n_items=2_000, n_topics=60, n_days=42),
+    # Diginetica's scale: ~43,000 items and ~700,000 training examples after preprocessing.
+    "diginetica": GeneratorConfig(n_sessions=258_000, n_items=150_000, n_topics=2_000, n_days=150,
+                                  item_zipf=0.8),
+}
+
+
+def preset_config(preset: str) -> GeneratorConfig:
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[preset]
+
+
+def _zipf_cdf(n: int, exponent: float) -> np.ndarray:
+    weights = 1.0 / np.arange(1, n + 1) ** exponent
+    return np.cumsum(weights) / weights.sum()
+
+
+def _draw(cdf: np.ndarray, rng: np.random.Generator, size) -> np.ndarray:
+    return np.minimum(np.searchsorted(cdf, rng.random(size)), len(cdf) - 1)
+
+
+@njit(cache=True)
+def _walk(starts, topic_item, noise_item, successor_pick, mechanism, earlier, successors,
+          p_repeat, p_transition, p_noise):
+    """Fill the clicks of each session; session k is out[starts[k]:starts[k + 1]].
+
+    Every random draw is made beforehand (one per click and purpose), so this loop is a
+    pure function of its arrays.
+    """
+    out = np.empty(starts[-1], dtype=np.int64)
+    for k in range(len(starts) - 1):
+        a = starts[k]
+        out[a] = topic_item[a]
+        for c in range(a + 1, starts[k + 1]):
+            u = mechanism[c]
+            if u < p_repeat:
+                out[c] = out[a + int(earlier[c] * (c - a))]
+            elif u < p_repeat + p_transition:
+                out[c] = successors[out[c - 1], successor_pick[c]]
+            elif u < p_repeat + p_transition + p_noise:
+                out[c] = noise_item[c]
+            else:
+                out[c] = topic_item[c]
+    return out
+
+
+def generate_blocks(config: GeneratorConfig, seed: int = 0) -> Iterator[Clicks]:
+    """Yield the log block by block (``SESSIONS_PER_BLOCK`` sessions each), in file order.
+
+    Item ids in the yielded clicks are the raw ids written to the file; ``date`` is the
+    session's day (UTC seconds) and ``timeframe`` milliseconds since the session started.
+    """
+    rng = np.random.Generator(np.random.PCG64(seed))
+    V, K = config.n_items, config.n_topics
+    # Items 0..V-1 in topic-major order: topic t owns a contiguous run of items, its
+    # popular ones first. Raw ids are a random injection into a wide id range.
+    topic_sizes = np.full(K, V // K)
+    topic_sizes[: V % K] += 1
+    topic_start = np.concatenate([[0], np.cumsum(topic_sizes)])
+    raw_id = rng.choice(10 * V, size=V, replace=False) + 1
+    topic_cdf = _zipf_cdf(K, config.topic_zipf)
+    within_cdf = [_zipf_cdf(m, config.item_zipf) for m in range(max(topic_sizes) + 1)]
+    # Global popularity for noise clicks: topic weight x within-topic weight.
+    topic_weight = np.diff(np.concatenate([[0.0], topic_cdf]))
+    item_weight = np.concatenate([np.diff(np.concatenate([[0.0], within_cdf[m]])) * topic_weight[t]
+                                  for t, m in enumerate(topic_sizes)])
+    global_cdf = np.cumsum(item_weight) / item_weight.sum()
+
+    def topic_items(topics: np.ndarray) -> np.ndarray:
+        sizes = topic_sizes[topics]
+        ranks = np.empty(len(topics), dtype=np.int64)
+        for m in np.unique(sizes):
+            hit = sizes == m
+            ranks[hit] = _draw(within_cdf[m], rng, hit.sum())
+        return topic_start[topics] + ranks
+
+    # Each item's favourite successors: mostly its own topic, sometimes anywhere.
+    item_topic = np.repeat(np.arange(K), topic_sizes)
+    successors = topic_items(np.repeat(item_topic, config.n_successors)).reshape(V, config.n_successors)
+    elsewhere = rng.random(successors.shape) < 0.2
+    successors[elsewhere] = _draw(global_cdf, rng, elsewhere.sum())
+
+    first_session = 1
+    for block_start in range(0, config.n_sessions, SESSIONS_PER_BLOCK):
+        S = min(SESSIONS_PER_BLOCK, config.n_sessions - block_start)
+        lengths = rng.geometric(1.0 / (1.0 + config.mean_extra_clicks), size=S)  # >= 1, mean 1 + extra
+        starts = np.concatenate([[0], np.cumsum(lengths)])
+        N = int(starts[-1])
+        intent = _draw(topic_cdf, rng, S)
+        items = _walk(starts, topic_items(np.repeat(intent, lengths)), _draw(global_cdf, rng, N),
+                      rng.integers(0, config.n_successors, size=N), rng.random(N), rng.random(N),
+                      successors, config.p_repeat, config.p_transition, config.p_noise)
+        day = rng.integers(0, config.n_days, size=S)
+        gaps = rng.integers(1_000, 120_000, size=N)
+        session_of_click = np.repeat(np.arange(S), lengths)
+        timeframe = np.cumsum(gaps) - np.repeat(np.cumsum(gaps)[starts[:-1]], lengths)
+        yield Clicks(session=first_session + session_of_click,
+                     item=raw_id[items],
+                     date=START + DAY * day[session_of_click],
+                     timeframe=timeframe,
+                     source=f"generated:{seed}")
+        first_session += S
+
+
+def generate_clicks(preset: str = "sample", seed: int = 0) -> Clicks:
+    """The whole generated log of a preset, in memory."""
+    blocks = list(generate_blocks(preset_config(preset), seed))
+    return Clicks(*(np.concatenate(col) for col in zip(*(b[:4] for b in blocks))),
+                  source=f"generated:{preset}:{seed}")
+
+
+def _write_atomic_lines(path, header: str, lines_of_blocks) -> None:
+    with atomic_write_stream(path) as f:
+        if header:
+            f.write(header.encode() + b"\n")
+        for text in lines_of_blocks:
+            f.write(text.encode())
+
+
+def write_diginetica_csv(config: GeneratorConfig, path, seed: int = 0) -> None:
+    """Write the generated log as Diginetica's ``;``-separated CSV, atomically."""
+    def lines():
+        for b in generate_blocks(config, seed):
+            dates = np.datetime_as_string(b.date.astype("datetime64[s]"), unit="D")
+            yield "".join(f"{s};NA;{i};{t};{d}\n" for s, i, t, d in
+                          zip(b.session.tolist(), b.item.tolist(), b.timeframe.tolist(), dates.tolist()))
+    _write_atomic_lines(path, "session_id;user_id;item_id;timeframe;eventdate", lines())
+
+
+def write_yoochoose_dat(config: GeneratorConfig, path, seed: int = 0) -> None:
+    """Write the generated log in Yoochoose's clicks format (no header), atomically.
+
+    A click's timestamp is its session's day plus a random start time plus its timeframe.
+    """
+    rng = np.random.Generator(np.random.PCG64(seed + 1))
+
+    def lines():
+        for b in generate_blocks(config, seed):
+            first = np.concatenate([[True], b.session[1:] != b.session[:-1]])
+            start = np.repeat(rng.integers(0, DAY - 7_200, size=first.sum()),
+                              np.diff(np.append(np.flatnonzero(first), len(first))))
+            ms = (b.date + start) * 1000 + b.timeframe
+            stamps = np.datetime_as_string(ms.astype("datetime64[ms]"), unit="ms")
+            yield "".join(f"{s},{t}Z,{i},0\n" for s, t, i in
+                          zip(b.session.tolist(), stamps.tolist(), b.item.tolist()))
+    _write_atomic_lines(path, "", lines())
+
+
+def write_preset(preset: str, path, seed: int = 0) -> None:
+    """``srsan-np generate``: the preset's log as a Diginetica CSV."""
+    write_diginetica_csv(preset_config(preset), Path(path), seed)
+
+
+def scaled(config: GeneratorConfig, n_sessions: int, **changes) -> GeneratorConfig:
+    """A copy of ``config`` with another session count (and any other field changed)."""
+    return replace(config, n_sessions=n_sessions, **changes)

@@ -104,8 +104,8 @@ def sessions_from_examples(sessions: Sessions) -> tuple[np.ndarray, np.ndarray]:
     return items, rebuilt.offsets + np.arange(len(first) + 1)
 
 
-def export_pickles(dataset: Dataset, directory, all_train_seq=None) -> None:
-    """Write ``train.txt``, ``test.txt``, ``all_train_seq.txt`` as the original code expects.
+def write_pickle_files(dataset: Dataset, directory, all_train_seq=None) -> None:
+    """Write the three pickles into the existing ``directory`` (not atomic by itself).
 
     Parameters
     ----------
@@ -113,11 +113,16 @@ def export_pickles(dataset: Dataset, directory, all_train_seq=None) -> None:
         ``preprocess(...).train_sessions``; None rebuilds them from the training examples
         (exact except for a Yoochoose fraction, whose first session is cut).
     """
+    directory = Path(directory)
     items, offsets = all_train_seq if all_train_seq is not None else sessions_from_examples(dataset.train)
     items, offsets = items.tolist(), offsets.tolist()
-    seqs = [items[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
     files = {"train.txt": dataset.train.to_lists(), "test.txt": dataset.test.to_lists(),
-             "all_train_seq.txt": seqs}
+             "all_train_seq.txt": [items[a:b] for a, b in zip(offsets[:-1], offsets[1:])]}
+    for name, obj in files.items():
+        (directory / name).write_bytes(pickle.dumps(obj, protocol=PROTOCOL))
+
+
+def export_pickles(dataset: Dataset, directory, all_train_seq=None) -> None:
+    """Write ``train.txt``, ``test.txt``, ``all_train_seq.txt`` as the original code expects, atomically."""
     with atomic_directory(directory) as tmp:
-        for name, obj in files.items():
-            (tmp / name).write_bytes(pickle.dumps(obj, protocol=PROTOCOL))
+        write_pickle_files(dataset, tmp, all_train_seq)

@@ -188,13 +188,22 @@ def _write_split(path: Path, sessions: Sessions, n_items: int) -> None:
                  n_items=np.int64(n_items))
 
 
+def write_dataset_files(dataset: Dataset, directory) -> None:
+    """Write ``train.npz``, ``test.npz`` and ``stats.json`` into the existing ``directory``.
+
+    Not atomic by itself: call it inside :func:`atomic_directory` (as :func:`save_dataset` does).
+    """
+    directory = Path(directory)
+    _write_split(directory / "train.npz", dataset.train, dataset.n_items)
+    _write_split(directory / "test.npz", dataset.test, dataset.n_items)
+    stats = dict(dataset.stats, n_items=int(dataset.n_items))
+    (directory / "stats.json").write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n")
+
+
 def save_dataset(dataset: Dataset, directory) -> None:
     """Write ``train.npz``, ``test.npz`` and ``stats.json`` into ``directory``, atomically."""
     with atomic_directory(directory) as tmp:
-        _write_split(tmp / "train.npz", dataset.train, dataset.n_items)
-        _write_split(tmp / "test.npz", dataset.test, dataset.n_items)
-        stats = dict(dataset.stats, n_items=int(dataset.n_items))
-        (tmp / "stats.json").write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n")
+        write_dataset_files(dataset, tmp)
 
 
 def _read_split(path: Path) -> tuple[Sessions, int]:

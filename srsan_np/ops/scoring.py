@@ -1,0 +1,259 @@
+"""Read-out, tied scoring and softmax cross-entropy: the head of SR-SAN.
+
+Fang (arXiv 2102.01922, Sec. 3.3-3.4): the session vector ``h`` is the encoder output at the
+last click; item ``i`` scores ``h . E[i]`` against the same embedding table that encodes the
+input (tied weights), over items ``1..V`` only (row 0 of ``E`` is padding, never a
+candidate); the loss is the cross-entropy of the softmax over those scores, averaged over the
+batch (``nn.CrossEntropyLoss`` with target ``item - 1``). Column ``j`` of the scores is item
+``j + 1``.
+
+Speed. With ``V`` in the tens of thousands the head dominates a training step. Its three
+matrix products (``S = h E^T``, ``dh = dS E``, ``dE = dS^T h``) go to BLAS; the exponential
+over the ``(B, V)`` matrix is NumPy's vectorised ``np.exp`` (Numba's scalar ``exp`` is 2-3x
+slower there); the per-row max, sum and normalisation are Numba kernels parallel over rows.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit, prange
+
+__all__ = [
+    "ReadoutCache",
+    "SoftmaxCrossEntropyCache",
+    "readout_forward",
+    "readout_backward",
+    "scores_forward",
+    "softmax_cross_entropy",
+    "softmax_cross_entropy_backward",
+]
+
+
+class ReadoutCache(NamedTuple):
+    """What :func:`readout_backward` needs."""
+
+    last: np.ndarray  # (B,) int, position of each row's read-out
+    shape: tuple  # (B, T, D), shape of the encoder output
+
+
+class SoftmaxCrossEntropyCache(NamedTuple):
+    """What :func:`softmax_cross_entropy_backward` needs."""
+
+    probs: np.ndarray  # (B, V) softmax over items 1..V
+    targets: np.ndarray  # (B,) int, items in 1..V
+    h: np.ndarray  # (B, D) session vectors
+    E: np.ndarray  # (V + 1, D) embedding table
+
+
+def readout_forward(x: np.ndarray, last: np.ndarray):
+    """Gather the hidden vector at each session's read-out position.
+
+    Parameters
+    ----------
+    x : np.ndarray, (B, T, D)
+        Encoder output.
+    last : np.ndarray, (B,) int, values in ``0..T-1``
+        Position to read in each row (the last click; see ``Batch.last``).
+
+    Returns
+    -------
+    h : np.ndarray, (B, D)
+        ``h[b] = x[b, last[b]]`` (a copy).
+    cache : ReadoutCache
+    """
+    if x.ndim != 3 or last.shape != (x.shape[0],):
+        raise ValueError(
+            f"readout_forward: need x (B, T, D) and last (B,); got x {x.shape}, last {last.shape}"
+        )
+    if last.dtype.kind not in "iu":
+        raise TypeError(f"readout_forward: last must be integers, got {last.dtype}")
+    if last.size and (last.min() < 0 or last.max() >= x.shape[1]):
+        raise ValueError(
+            f"readout_forward: last must lie in 0..{x.shape[1] - 1}, "
+            f"got min {last.min()}, max {last.max()}"
+        )
+    h = x[np.arange(x.shape[0]), last]  # (B, D)
+    return h, ReadoutCache(last, x.shape)
+
+
+def readout_backward(dh: np.ndarray, cache: ReadoutCache):
+    """Gradient of the read-out.
+
+    Parameters
+    ----------
+    dh : np.ndarray, (B, D)
+    cache : ReadoutCache
+
+    Returns
+    -------
+    dx : np.ndarray, (B, T, D)
+        ``dh[b]`` at ``(b, last[b])``, zero elsewhere.
+
+    Notes
+    -----
+    The forward line ``h[b] = x[b, last[b]]`` copies one position per row, so the gradient
+    flows back to that position only. Each ``(b, last[b])`` pair is distinct (one per row),
+    so the fancy-index assignment below cannot drop repeated contributions.
+    """
+    last, shape = cache
+    if dh.shape != (shape[0], shape[2]):
+        raise ValueError(
+            f"readout_backward: dh has shape {dh.shape}, expected {(shape[0], shape[2])}"
+        )
+    dx = np.zeros(shape, dtype=dh.dtype)  # (B, T, D)
+    dx[np.arange(shape[0]), last] = dh
+    return dx
+
+
+def _check_head(name, h, E):
+    if h.ndim != 2 or E.ndim != 2 or h.shape[1] != E.shape[1] or E.shape[0] < 2 or not len(h):
+        raise ValueError(
+            f"{name}: need h (B, D) and E (V + 1, D) with B >= 1, V >= 1; "
+            f"got h {h.shape}, E {E.shape}"
+        )
+    if h.dtype != E.dtype or h.dtype.kind != "f":
+        raise TypeError(f"{name}: h and E must share one float dtype; got {h.dtype}, {E.dtype}")
+
+
+def scores_forward(h: np.ndarray, E: np.ndarray) -> np.ndarray:
+    """Scores of every item for every session (evaluation; training uses the fused loss).
+
+    Parameters
+    ----------
+    h : np.ndarray, (B, D)
+    E : np.ndarray, (V + 1, D)
+        The embedding table; row 0 (padding) is left out.
+
+    Returns
+    -------
+    scores : np.ndarray, (B, V)
+        ``scores[b, j] = h[b] . E[j + 1]``: column ``j`` is item ``j + 1``.
+    """
+    _check_head("scores_forward", h, E)
+    return h @ E[1:].T  # (B, V)
+
+
+@njit(cache=True, parallel=True)
+def _subtract_row_max_kernel(scores, targets):
+    # In place: scores[b] -= max(scores[b]), so exp() below cannot overflow and the largest
+    # term is exactly 1. Returns the shifted score of each row's target.
+    B, V = scores.shape
+    target_shifted = np.empty(B, dtype=np.float64)  # (B,)
+    for b in prange(B):  # each thread owns row b
+        m = scores[b, 0]
+        for v in range(1, V):
+            if scores[b, v] > m:
+                m = scores[b, v]
+        for v in range(V):
+            scores[b, v] -= m
+        target_shifted[b] = scores[b, targets[b] - 1]
+    return target_shifted
+
+
+@njit(cache=True, parallel=True)
+def _normalise_rows_kernel(exps, target_shifted):
+    # In place: exps[b] /= sum(exps[b]), turning exp(shifted scores) into probabilities.
+    # Returns each row's loss  log(sum_v exp(s_v - m)) - (s_target - m).
+    B, V = exps.shape
+    row_loss = np.empty(B, dtype=np.float64)  # (B,)
+    for b in prange(B):  # each thread owns row b
+        total = 0.0  # float64 accumulator: V terms, tens of thousands of them
+        for v in range(V):
+            total += exps[b, v]
+        inv = 1.0 / total
+        for v in range(V):
+            exps[b, v] *= inv
+        row_loss[b] = np.log(total) - target_shifted[b]
+    return row_loss
+
+
+@njit(cache=True, parallel=True)
+def _dscores_kernel(probs, targets, scale):
+    B, V = probs.shape
+    dscores = np.empty_like(probs)  # (B, V)
+    for b in prange(B):  # each thread owns row b
+        # forward: loss = (1/B) sum_b [log sum_v exp(s_bv) - s_b,target], so
+        # dloss/ds_bv = (p_bv - [v == target]) / B, times the upstream dloss (in scale)
+        for v in range(V):
+            dscores[b, v] = probs[b, v] * scale
+        dscores[b, targets[b] - 1] -= scale
+    return dscores
+
+
+def softmax_cross_entropy(h: np.ndarray, E: np.ndarray, targets: np.ndarray):
+    """Fused tied scoring, log-softmax and mean cross-entropy.
+
+    Parameters
+    ----------
+    h : np.ndarray, (B, D), float32 or float64
+        Session vectors (from :func:`readout_forward`).
+    E : np.ndarray, (V + 1, D), same dtype
+        The embedding table; candidates are rows ``1..V``.
+    targets : np.ndarray, (B,) int, values in ``1..V``
+        The next clicked item of each session.
+
+    Returns
+    -------
+    loss : float
+        Mean cross-entropy over the batch (computed in float64 from the per-row terms).
+    cache : SoftmaxCrossEntropyCache
+        Holds the ``(B, V)`` probabilities.
+
+    Notes
+    -----
+    ``s = h E[1:]^T`` (B, V); per row, with ``m = max_v s_v`` for stability:
+    ``log p_v = (s_v - m) - log sum_u exp(s_u - m)``, and
+    ``loss = -(1/B) sum_b log p_b,targets[b]-1``. This equals PyTorch's
+    ``nn.CrossEntropyLoss()(h @ E[1:].T, targets - 1)``.
+    """
+    _check_head("softmax_cross_entropy", h, E)
+    V = E.shape[0] - 1
+    if targets.shape != (h.shape[0],) or targets.dtype.kind not in "iu":
+        raise ValueError(
+            f"softmax_cross_entropy: targets must be (B,) = ({h.shape[0]},) integers, "
+            f"got {targets.dtype} {targets.shape}"
+        )
+    if targets.size and (targets.min() < 1 or targets.max() > V):
+        raise ValueError(
+            f"softmax_cross_entropy: targets must lie in 1..V = 1..{V} (0 is padding), "
+            f"got min {targets.min()}, max {targets.max()}"
+        )
+    probs = h @ E[1:].T  # (B, V) scores, turned into probabilities in place below
+    target_shifted = _subtract_row_max_kernel(probs, targets)
+    np.exp(probs, out=probs)
+    row_loss = _normalise_rows_kernel(probs, target_shifted)  # (B,)
+    loss = float(row_loss.mean())
+    return loss, SoftmaxCrossEntropyCache(probs, targets, h, E)
+
+
+def softmax_cross_entropy_backward(dloss: float, cache: SoftmaxCrossEntropyCache):
+    """Gradients of the fused loss for the session vectors and the (tied) table.
+
+    Parameters
+    ----------
+    dloss : float
+        Upstream gradient of the scalar loss (1.0 when it is the objective).
+    cache : SoftmaxCrossEntropyCache
+
+    Returns
+    -------
+    dh : np.ndarray, (B, D)
+    dE : np.ndarray, (V + 1, D)
+        Dense; ``dE[0] = 0`` since the padding row is never scored. The model adds the
+        embedding's own gradient to this one (tied weights).
+
+    Notes
+    -----
+    ``dS = dloss * (P - Y) / B`` with ``Y`` the one-hot targets (B, V); then the forward
+    line ``S = h E[1:]^T`` gives ``dh = dS E[1:]`` and ``dE[1:] = dS^T h``.
+    """
+    probs, targets, h, E = cache
+    B = probs.shape[0]
+    dscores = _dscores_kernel(probs, targets, probs.dtype.type(dloss / B))  # (B, V)
+    dh = dscores @ E[1:]  # (B, D)
+    dE = np.empty_like(E)  # (V + 1, D)
+    dE[0] = 0.0
+    np.matmul(dscores.T, h, out=dE[1:])
+    return dh, dE

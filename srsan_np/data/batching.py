@@ -80,9 +80,10 @@ def make_batch(sessions: Sessions, index, mode: str, len_max: Optional[int] = No
 
     if len_max is None:
         len_max = int(sessions.lengths().max())
+    longest = int(sessions.lengths()[index].max())
+    if longest > len_max:
+        raise ValueError(f"make_batch: a prefix of length {longest} exceeds len_max={len_max}")
     rows, lengths = _padded(sessions, index, len_max)                  # (B, len_max)
-    if lengths.max() > len_max:
-        raise ValueError(f"make_batch: a prefix of length {lengths.max()} exceeds len_max={len_max}")
     last_item = rows[np.arange(len(index)), lengths - 1]               # (B,)
     # np.unique per row, vectorised: sort each row, keep each value's first copy.
     ordered = np.sort(rows, axis=1)                                    # (B, len_max)

@@ -22,8 +22,10 @@ with its next click (SR-GNN's expansion): session ``[a, b, c]`` gives ``([a, b],
   58.6 / 48.8 with clicks counted once;
 - a *transition* ``x -> y`` is one example's ``(last item of the prefix, target)``:
   every consecutive pair of every session appears exactly once;
-- a *session* is an example's ``prefix + [target]`` that is not itself the prefix of
-  another example (the full session; its shorter versions are dropped).
+- the *sessions* are recovered by counting: a sequence ``s`` is the ``prefix + [target]``
+  of one example per training session that starts with ``s``, and the prefix of one
+  example per session that continues past it, so the number of sessions equal to ``s``
+  is the difference of the two counts.
 
 Ties. Evaluation counts ties against the target, so a baseline must order items by what it
 knows and leave tied only what it cannot tell apart (never break a tie by item id: that
@@ -34,6 +36,8 @@ items absent from training tie at 0, last.
 """
 
 from __future__ import annotations
+
+from collections import Counter
 
 import numba
 import numpy as np
@@ -295,12 +299,16 @@ class SessionKNN(Baseline):
         self.k = int(k)
 
     def _fit(self, train):
-        prefixes = {train.prefix(i).tobytes() for i in range(len(train))}
+        # A session seq gives one example whose prefix + [target] is seq, and every longer
+        # session that starts with seq gives one whose prefix is seq: the number of sessions
+        # equal to seq is the difference (exact even when one session begins another).
+        as_prefix = Counter(train.prefix(i).tobytes() for i in range(len(train)))
+        as_sequence = Counter(np.append(train.prefix(i), np.int32(train.targets[i])).tobytes()
+                              for i in range(len(train)))  # insertion order = example order
         sessions = []
-        for i in range(len(train)):
-            seq = np.append(train.prefix(i), np.int32(train.targets[i]))
-            if seq.tobytes() not in prefixes:  # not the start of a longer training session
-                sessions.append(np.unique(seq))
+        for seq, n in as_sequence.items():
+            items = np.unique(np.frombuffer(seq, dtype=np.int32))
+            sessions.extend([items] * (n - as_prefix[seq]))
         sizes = np.array([len(s) for s in sessions], dtype=np.int64)
         self.sess_size = sizes
         self.sess_ptr = np.zeros(len(sessions) + 1, dtype=np.int64)

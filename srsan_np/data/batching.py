@@ -45,14 +45,13 @@ class Batch(NamedTuple):
     index: np.ndarray
 
 
-def _padded(sessions: Sessions, index: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Prefixes ``index`` right-padded with 0 to ``width``: ((B, width) int32, lengths (B,))."""
-    lengths = sessions.lengths()[index]
+def _padded(sessions: Sessions, index: np.ndarray, lengths: np.ndarray, width: int) -> np.ndarray:
+    """Prefixes ``index`` (of lengths ``lengths``) right-padded with 0 to ``width``: (B, width) int32."""
     rows = np.zeros((len(index), width), dtype=np.int32)               # (B, width)
     real = np.arange(width) < lengths[:, None]                         # (B, width)
     sub = sessions.subset(index)
     rows[real] = sub.items  # row-major order of `real` matches the concatenated prefixes
-    return rows, lengths
+    return rows
 
 
 def make_batch(sessions: Sessions, index, mode: str, len_max: Optional[int] = None) -> Batch:
@@ -72,18 +71,17 @@ def make_batch(sessions: Sessions, index, mode: str, len_max: Optional[int] = No
     if len(index) == 0:
         raise ValueError("make_batch: empty index")
     targets = sessions.targets[index]
+    lengths = sessions.offsets[index + 1] - sessions.offsets[index]   # (B,); O(B), not O(n)
     if mode == "sequence":
-        lengths = sessions.lengths()[index]
-        inputs, _ = _padded(sessions, index, int(lengths.max()))      # (B, T)
+        inputs = _padded(sessions, index, lengths, int(lengths.max()))  # (B, T)
         key_mask = np.arange(inputs.shape[1]) < lengths[:, None]       # (B, T)
         return Batch(inputs, key_mask, lengths - 1, targets, index)
 
     if len_max is None:
         len_max = int(sessions.lengths().max())
-    longest = int(sessions.lengths()[index].max())
-    if longest > len_max:
-        raise ValueError(f"make_batch: a prefix of length {longest} exceeds len_max={len_max}")
-    rows, lengths = _padded(sessions, index, len_max)                  # (B, len_max)
+    if lengths.max() > len_max:
+        raise ValueError(f"make_batch: a prefix of length {lengths.max()} exceeds len_max={len_max}")
+    rows = _padded(sessions, index, lengths, len_max)                  # (B, len_max)
     last_item = rows[np.arange(len(index)), lengths - 1]               # (B,)
     # np.unique per row, vectorised: sort each row, keep each value's first copy.
     ordered = np.sort(rows, axis=1)                                    # (B, len_max)

@@ -150,7 +150,7 @@ def preprocess(clicks: Clicks, dataset: str, fraction: Optional[int] = None) -> 
     # Steps 2-3: length-1 sessions out, then rare items (counted without those sessions).
     lengths = np.diff(offsets)
     in_long_session = np.repeat(lengths >= 2, lengths)
-    raw_ids, inverse, = np.unique(items, return_inverse=True)[:2]
+    raw_ids, inverse = np.unique(items, return_inverse=True)
     inverse = inverse.reshape(-1)
     counts = np.bincount(inverse[in_long_session], minlength=len(raw_ids))
     items, offsets = _filter(items, offsets, in_long_session & (counts[inverse] >= MIN_ITEM_COUNT))

@@ -72,7 +72,9 @@ class Sessions:
     def subset(self, index) -> "Sessions":
         """The examples ``index[0], index[1], ...``, in that order (repeats allowed)."""
         index = np.asarray(index, dtype=np.int64).reshape(-1)
-        items, offsets = gather_ragged(self.items, self.offsets[index], self.lengths()[index])
+        starts = self.offsets[index]
+        # Not self.lengths()[index]: that would cost O(n) per call, i.e. per mini-batch.
+        items, offsets = gather_ragged(self.items, starts, self.offsets[index + 1] - starts)
         return Sessions(items, offsets, self.targets[index])
 
     @classmethod

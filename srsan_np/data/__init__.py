@@ -18,5 +18,6 @@ def sample_dataset(seed: int = 0, preset: str = "sample") -> Dataset:
     return preprocess(generate_clicks(preset, seed), "diginetica").dataset
 
 
-__all__ = ["Batch", "DataError", "Dataset", "Sessions", "iterate_batches", "load_dataset",
-           "make_batch", "sample_dataset", "save_dataset", "split_validation"]
+__all__ = ["Batch", "DataError", "Dataset", "Sessions", "generate_clicks", "iterate_batches",
+           "load_dataset", "make_batch", "preprocess", "sample_dataset", "save_dataset",
+           "split_validation"]

@@ -75,14 +75,14 @@ def _split_lines_slow(block: bytes, delimiter: bytes, n_fields: int, first_line:
 
 def _split_block(block: bytes, delimiter: bytes, n_fields: int, first_line: int, where: str):
     """Return (flat list of fields, line number of every row)."""
-    body = block[:-1] if block.endswith(b"\n") else block
+    body = block.replace(b"\r\n", b"\n")
+    body = body[:-1] if body.endswith(b"\n") else body
     n_lines = body.count(b"\n") + 1
-    if b"\r" not in body:
-        fields = body.replace(b"\n", delimiter).split(delimiter)
-        # Every line having exactly n_fields fields is the common case; anything else
-        # (blank lines, a short row) takes the slow path, which also finds the culprit.
-        if len(fields) == n_lines * n_fields and b"\n\n" not in body:
-            return fields, first_line + np.arange(n_lines, dtype=np.int64)
+    fields = body.replace(b"\n", delimiter).split(delimiter)
+    # Every line having exactly n_fields fields is the common case; anything else
+    # (blank lines, a short row) takes the slow path, which also finds the culprit.
+    if len(fields) == n_lines * n_fields and b"\n\n" not in body and b"\r" not in body:
+        return fields, first_line + np.arange(n_lines, dtype=np.int64)
     return _split_lines_slow(body, delimiter, n_fields, first_line, where)
 
 

@@ -12,7 +12,7 @@ adapts it to evaluation's ``score_fn(index)`` contract.
 
 What the training data is. The training set holds every prefix of every training session
 with its next click (SR-GNN's expansion): session ``[a, b, c]`` gives ``([a, b], c)`` and
-``([a], b)``. So, without rebuilding sessions:
+``([a], b)``. So, from the examples alone:
 
 - *popularity* is how often an item occurs in the training examples, prefixes and targets
   together (``a`` above counts 2, ``b`` 2, ``c`` 1). This weighs a click by the number of
@@ -46,13 +46,16 @@ from numba import njit, prange
 from srsan_np.data.store import Sessions
 
 __all__ = ["Popularity", "SessionPopularity", "Markov", "SessionKNN", "BASELINES",
-           "fit_baselines"]
+           "fit_baselines", "popularity_counts"]
 
 
 def _as_sessions(prefixes):
     """A Sessions (kept) or a sequence of item-id sequences (targets set to 1, unused)."""
     if isinstance(prefixes, Sessions):
         return prefixes
+    if isinstance(prefixes, np.ndarray) and prefixes.ndim == 1:
+        raise ValueError("baselines: score() takes a list of prefixes; for one session "
+                         "pass [session], not the bare 1-D array")
     prefixes = [np.asarray(p, dtype=np.int64).reshape(-1) for p in prefixes]
     return Sessions.from_lists(prefixes, [1] * len(prefixes))
 

@@ -165,6 +165,8 @@ def test_score_fn_contract_and_errors():
             base.score([[6]])
         with pytest.raises(ValueError, match="empty"):
             base.score([[1], []])
+        with pytest.raises(ValueError, match="list of prefixes"):
+            base.score(np.array([1, 2]))
     with pytest.raises(RuntimeError, match="fit"):
         Markov().score([[1]])
     with pytest.raises(ValueError, match="1..3"):

@@ -150,3 +150,20 @@ def test_matches_torch_adam_and_steplr():
                                    rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(opt.v[k], topt.state[tp]["exp_avg_sq"].numpy(),
                                    rtol=1e-12, atol=1e-12)
+
+
+def test_float32_matches_torch_float32():
+    """float32 arithmetic throughout, as torch does for float32 tensors."""
+    torch = pytest.importorskip("torch")
+    params = make_params(8, np.float32)
+    grads_seq = grad_sequence(9, 5, np.float32)
+    tparams = [torch.nn.Parameter(torch.tensor(params[k])) for k in SHAPES]
+    topt = torch.optim.Adam(tparams, lr=1e-3, weight_decay=1e-5)
+    opt = Adam(params, lr=1e-3, weight_decay=1e-5)
+    for grads in grads_seq:
+        for tp, k in zip(tparams, SHAPES):
+            tp.grad = torch.tensor(grads[k])
+        topt.step()
+        opt.step(grads)
+    for tp, k in zip(tparams, SHAPES):
+        np.testing.assert_allclose(params[k], tp.detach().numpy(), rtol=1e-6, atol=1e-7)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 __all__ = ["DropoutCache", "dropout_forward", "dropout_backward"]
 
@@ -25,10 +25,11 @@ class DropoutCache(NamedTuple):
     scale: float  # 1 / (1 - p)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def _apply_keep_kernel(a, keep, scale):
+    # serial: element-wise and memory-bound, threads would not repay their start-up cost
     out = np.empty_like(a)  # (N,)
-    for i in prange(a.size):  # each thread owns its elements
+    for i in range(a.size):
         out[i] = a[i] * scale if keep[i] else 0.0
     return out
 

@@ -18,7 +18,7 @@ __all__ = ["EmbeddingCache", "embedding_forward", "embedding_backward"]
 class EmbeddingCache(NamedTuple):
     """What :func:`embedding_backward` needs."""
 
-    ids: np.ndarray  # (B, T) int, the looked-up rows
+    ids: np.ndarray  # (B, T) int64, the looked-up rows
     n_rows: int  # V + 1, rows of the table
 
 
@@ -77,8 +77,9 @@ def embedding_forward(ids: np.ndarray, W: np.ndarray):
             f"embedding_forward: ids must lie in 0..{W.shape[0] - 1} (the rows of W), "
             f"got min {ids.min()}, max {ids.max()}"
         )
-    flat = np.ascontiguousarray(ids).reshape(-1)  # (N,)
-    out = _embedding_forward_kernel(flat, np.ascontiguousarray(W))
+    # one integer width for the kernels: one compiled specialisation per float dtype
+    ids = np.ascontiguousarray(ids, dtype=np.int64)
+    out = _embedding_forward_kernel(ids.reshape(-1), np.ascontiguousarray(W))
     return out.reshape(*ids.shape, W.shape[1]), EmbeddingCache(ids, W.shape[0])
 
 
@@ -108,4 +109,4 @@ def embedding_backward(dout: np.ndarray, cache: EmbeddingCache):
             f"embedding_backward: dout has shape {dout.shape}, expected {(*ids.shape, 'D')}"
         )
     dout2 = np.ascontiguousarray(dout).reshape(-1, dout.shape[-1])  # (N, D)
-    return _embedding_backward_kernel(dout2, np.ascontiguousarray(ids).reshape(-1), n_rows)
+    return _embedding_backward_kernel(dout2, ids.reshape(-1), n_rows)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 __all__ = ["ReluCache", "relu_forward", "relu_backward"]
 
@@ -17,19 +17,21 @@ class ReluCache(NamedTuple):
     x: np.ndarray  # (...) the input
 
 
-@njit(cache=True, parallel=True)
+# Serial kernels: element-wise and memory-bound, so threads would not repay their start-up
+# cost (and their compile time) at the sizes SR-SAN uses.
+@njit(cache=True)
 def _relu_forward_kernel(x):
     out = np.empty_like(x)  # (N,)
-    for i in prange(x.size):  # each thread owns its elements
+    for i in range(x.size):
         # "x <= 0" rather than "x > 0" so a NaN input propagates instead of becoming 0
         out[i] = 0.0 if x[i] <= 0.0 else x[i]
     return out
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def _relu_backward_kernel(dout, x):
     dx = np.empty_like(dout)  # (N,)
-    for i in prange(x.size):
+    for i in range(x.size):
         dx[i] = dout[i] if x[i] > 0.0 else 0.0
     return dx
 

@@ -42,7 +42,7 @@ class SoftmaxCrossEntropyCache(NamedTuple):
     """What :func:`softmax_cross_entropy_backward` needs."""
 
     probs: np.ndarray  # (B, V) softmax over items 1..V
-    targets: np.ndarray  # (B,) int, items in 1..V
+    targets: np.ndarray  # (B,) int64, items in 1..V
     h: np.ndarray  # (B, D) session vectors
     E: np.ndarray  # (V + 1, D) embedding table
 
@@ -220,6 +220,7 @@ def softmax_cross_entropy(h: np.ndarray, E: np.ndarray, targets: np.ndarray):
             f"softmax_cross_entropy: targets must lie in 1..V = 1..{V} (0 is padding), "
             f"got min {targets.min()}, max {targets.max()}"
         )
+    targets = np.ascontiguousarray(targets, dtype=np.int64)  # one width: one specialisation
     probs = h @ E[1:].T  # (B, V) scores, turned into probabilities in place below
     target_shifted = _subtract_row_max_kernel(probs, targets)
     np.exp(probs, out=probs)

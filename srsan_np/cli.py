@@ -101,9 +101,231 @@ def _add_stats(sub) -> None:
     p.set_defaults(func=_run_stats)
 
 
+# --------------------------------------------------------------------------- data for training
+
+def _add_data_args(p) -> None:
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--data", type=Path, metavar="DIR",
+                     help="a prepared dataset directory (see: srsan-np preprocess)")
+    src.add_argument("--input", type=Path, metavar="RAW_FILE",
+                     help="a raw click log, prepared on the fly (default: the built-in generated sample)")
+    p.add_argument("--dataset", choices=["diginetica", "yoochoose"], default="diginetica",
+                   help="the format of --input (default: diginetica)")
+    p.add_argument("--sample-seed", type=int, default=0,
+                   help="seed of the built-in generated sample (default: 0)")
+
+
+def _load_data(args):
+    """The dataset the arguments name, and a JSON description of where it came from."""
+    from srsan_np.data import load_dataset, sample_dataset
+    from srsan_np.data.readers import READERS
+
+    if args.data is not None:
+        return load_dataset(args.data), {"data": str(args.data.resolve())}
+    if args.input is not None:
+        from srsan_np.data.preprocess import preprocess
+        dataset = preprocess(READERS[args.dataset](args.input), args.dataset).dataset
+        return dataset, {"input": str(args.input.resolve()), "dataset": args.dataset}
+    return sample_dataset(args.sample_seed), {"sample_seed": args.sample_seed}
+
+
+def _reload_data(source):
+    """The dataset a run was trained on, from the description :func:`_load_data` gave."""
+    return _load_data(argparse.Namespace(
+        data=Path(source["data"]) if "data" in source else None,
+        input=Path(source["input"]) if "input" in source else None,
+        dataset=source.get("dataset", "diginetica"), sample_seed=source.get("sample_seed", 0)))[0]
+
+
+def _baseline_rows(dataset, ks):
+    from srsan_np.baselines import fit_baselines
+    from srsan_np.evaluate import evaluate
+    return {name: evaluate(base.score_fn(dataset.test), dataset.test, ks=ks)
+            for name, base in fit_baselines(dataset.train, dataset.n_items).items()}
+
+
+def _model_rows(params, config, dataset, ks, n_boot):
+    """The model's test metrics, and a line on their bootstrap uncertainty."""
+    from srsan_np.evaluate import bootstrap_ci, evaluate_ranks, metrics_from_ranks
+    from srsan_np.train import model_scorer
+    ranks = evaluate_ranks(model_scorer(params, config, dataset.test), dataset.test)
+    metrics = metrics_from_ranks(ranks, ks)
+    k = max(ks)
+    ci = bootstrap_ci(ranks, ks, n_boot=n_boot)
+    note = (f"{len(ranks)} test examples; 95% bootstrap interval of HR@{k}: "
+            f"{ci[f'HR@{k}'][0]:.2f} .. {ci[f'HR@{k}'][1]:.2f}, of MRR@{k}: "
+            f"{ci[f'MRR@{k}'][0]:.2f} .. {ci[f'MRR@{k}'][1]:.2f}")
+    return metrics, note
+
+
+# --------------------------------------------------------------------------- train
+
+def _run_train(args) -> int:
+    import dataclasses
+    from srsan_np.checkpoint import write_json
+    from srsan_np.evaluate import format_table
+    from srsan_np.model import Config
+    from srsan_np.train import TrainConfig, fit
+
+    file_config = json.loads(args.config.read_text()) if args.config else {}
+    unknown = sorted(set(file_config) - {"model", "train"})
+    if unknown:
+        raise DataError(f"{args.config}: unknown sections {unknown} (expected 'model', 'train')")
+    flags = vars(args)
+    model_fields = {f.name for f in dataclasses.fields(Config)} - {"n_items"}
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    model_kw = {**file_config.get("model", {}),
+                **{k: flags[k] for k in model_fields if flags.get(k) is not None}}
+    train_kw = {**file_config.get("train", {}),
+                **{k: flags[k] for k in train_fields if flags.get(k) is not None}}
+
+    dataset, source = _load_data(args)
+    model_kw["n_items"] = max(dataset.n_items, model_kw.get("n_items", 0), args.n_items or 0)
+    try:
+        model_config, train_config = Config(**model_kw), TrainConfig(**train_kw)
+    except (TypeError, ValueError) as err:
+        raise DataError(f"{args.config or 'flags'}: {err}") from err
+    out = args.out or Path("runs") / f"{'sample' if 'sample_seed' in source else 'run'}-{model_config.mode}"
+    print(f"data: {source}  items {dataset.n_items}  train {len(dataset.train)}  test {len(dataset.test)}")
+    print(f"run directory: {out}")
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "data.json", source)
+    summary = fit(dataset, model_config, train_config, out, resume=args.resume)
+
+    ks = train_config.ks
+    rows, note = {}, ""
+    if args.bootstrap:
+        rows["SR-SAN"], note = _model_rows(summary["params"], model_config, dataset, ks, args.bootstrap)
+    else:
+        rows["SR-SAN"] = summary["test_at_selected"]
+    rows["SR-SAN, best epoch on test*"] = summary["best_on_test"]
+    if not args.no_baselines:
+        rows.update(_baseline_rows(dataset, ks))
+    print(f"\ntest metrics (SR-SAN at epoch {summary['selected_epoch']}, selected by "
+          f"{summary['selected_by']}):")
+    print(format_table(rows))
+    print("* the original code's figure: each metric's best epoch, chosen on the test set itself")
+    if note:
+        print(note)
+    return 0
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train SR-SAN (default: on the built-in sample)",
+                       description="Train SR-SAN. With no arguments: the built-in generated sample, "
+                                   "the documented default configuration, then the test metrics "
+                                   "next to the baselines. Flags override --config.")
+    _add_data_args(p)
+    p.add_argument("--config", type=Path, help='a JSON file {"model": {...}, "train": {...}}')
+    p.add_argument("--out", type=Path, help="the run directory (default: runs/<data>-<mode>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    m = p.add_argument_group("model")
+    m.add_argument("--mode", choices=["faithful", "sequence"])
+    m.add_argument("--hidden", type=int)
+    m.add_argument("--heads", type=int)
+    m.add_argument("--layers", type=int)
+    m.add_argument("--dropout", type=float)
+    m.add_argument("--positions", action="store_true", default=None,
+                   help="learned position embeddings (sequence mode)")
+    m.add_argument("--n-items", type=int,
+                   help="score against this many items (the original hard-codes 37,484)")
+    t = p.add_argument_group("training")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--l2", type=float)
+    t.add_argument("--lr-dc", type=float)
+    t.add_argument("--lr-dc-step", type=int)
+    t.add_argument("--patience", type=int)
+    t.add_argument("--valid-fraction", type=float)
+    t.add_argument("--select", help="the validation metric that selects the epoch, e.g. HR@20")
+    t.add_argument("--seed", type=int)
+    p.add_argument("--no-baselines", action="store_true", help="do not print the baselines")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+                   help="bootstrap resamples for the test uncertainty (0: none; default 1000)")
+    p.set_defaults(func=_run_train)
+
+
+# --------------------------------------------------------------------------- evaluate
+
+def _run_evaluate(args) -> int:
+    from srsan_np.evaluate import format_table
+    from srsan_np.train import load_run
+
+    params, config, meta = load_run(args.run_dir, args.which)
+    dataset = _load_data(args)[0] if args.data or args.input else \
+        _reload_data(json.loads((args.run_dir / "data.json").read_text()))
+    ks = tuple(meta["config"]["train"]["ks"])
+    rows = {"SR-SAN": None}
+    rows["SR-SAN"], note = _model_rows(params, config, dataset, ks, args.bootstrap or 1000)
+    if args.baselines:
+        rows.update(_baseline_rows(dataset, ks))
+    print(f"{args.run_dir} ({args.which} checkpoint, epoch {meta['best']['epoch'] if args.which == 'best' else meta['epoch']}):")
+    print(format_table(rows))
+    print(note)
+    return 0
+
+
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="test metrics of a trained run",
+                       description="HR@K, MRR@K, NDCG@K over the full catalogue (ties ranked "
+                                   "pessimistically), with bootstrap intervals.")
+    p.add_argument("run_dir", type=Path)
+    _add_data_args(p)
+    p.add_argument("--which", choices=["best", "last"], default="best")
+    p.add_argument("--baselines", action="store_true", help="also evaluate the baselines")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="N")
+    p.set_defaults(func=_run_evaluate)
+
+
+# --------------------------------------------------------------------------- recommend
+
+def _run_recommend(args) -> int:
+    from srsan_np.recommend import Recommender
+    rec = Recommender.from_run(args.run_dir, args.which)
+    try:
+        items, scores = rec.recommend(args.items, args.k, drop_unknown=args.drop_unknown)
+    except ValueError as err:
+        raise DataError(str(err)) from err
+    for rank, (item, score) in enumerate(zip(items, scores), 1):
+        print(f"{rank:3d}  item {item:>7d}  score {score: .4f}")
+    return 0
+
+
+def _add_recommend(sub) -> None:
+    p = sub.add_parser("recommend", help="the top K next items of a session",
+                       description="Recommend the next items after the session ITEM ITEM ... "
+                                   "(item ids as numbered by the preprocessing, oldest first).")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("items", type=int, nargs="+", metavar="ITEM")
+    p.add_argument("-k", type=int, default=20)
+    p.add_argument("--which", choices=["best", "last"], default="best")
+    p.add_argument("--drop-unknown", action="store_true", help="ignore item ids the model does not know")
+    p.set_defaults(func=_run_recommend)
+
+
+# --------------------------------------------------------------------------- baselines
+
+def _run_baselines(args) -> int:
+    from srsan_np.evaluate import format_table
+    dataset, source = _load_data(args)
+    print(f"data: {source}  items {dataset.n_items}  train {len(dataset.train)}  test {len(dataset.test)}")
+    print(format_table(_baseline_rows(dataset, (5, 10, 20))))
+    return 0
+
+
+def _add_baselines(sub) -> None:
+    p = sub.add_parser("baselines", help="evaluate the classic baselines",
+                       description="Popularity, session popularity, first-order Markov and "
+                                   "session-kNN, on the same evaluation code as the model.")
+    _add_data_args(p)
+    p.set_defaults(func=_run_baselines)
+
+
 # --------------------------------------------------------------------------- main
 
-SUBCOMMANDS = [_add_generate, _add_preprocess, _add_stats]
+SUBCOMMANDS = [_add_generate, _add_preprocess, _add_stats, _add_train, _add_evaluate,
+               _add_recommend, _add_baselines]
 
 
 def build_parser() -> argparse.ArgumentParser:

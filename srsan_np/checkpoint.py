@@ -1,0 +1,52 @@
+"""Atomic files: checkpoints as one ``.npz`` (arrays + a JSON header), and JSON files.
+
+A checkpoint is a single file so that it is either the old one or the new one, never half
+of each: it is written to a temporary file in the same directory, then
+renamed over the old one (``os.replace`` is atomic on POSIX). The JSON metadata travels
+inside the archive as a 0-d unicode array, so loading never needs pickle.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from srsan_np.data.store import atomic_write_bytes, atomic_write_stream
+
+__all__ = ["save_checkpoint", "load_checkpoint", "write_json"]
+
+_META = "__meta__"
+
+
+def write_json(path, obj):
+    """Write ``obj`` as indented JSON to ``path``, atomically."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+def save_checkpoint(path, arrays, meta):
+    """Save ``arrays`` (name -> ndarray) and ``meta`` (JSON-able dict) to ``path``, atomically."""
+    if _META in arrays:
+        raise ValueError(f"save_checkpoint: {_META!r} is a reserved array name")
+    with atomic_write_stream(path) as f:
+        np.savez(f, **arrays, **{_META: np.array(json.dumps(meta))})
+
+
+def load_checkpoint(path):
+    """Load a checkpoint written by :func:`save_checkpoint`: ``(arrays, meta)``.
+
+    Raises ``ValueError`` naming the file when it is not such a checkpoint.
+    """
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files if name != _META}
+            meta = json.loads(str(archive[_META])) if _META in archive.files else None
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # a truncated zip, a pickle inside, ...
+        raise ValueError(f"{path}: not a readable srsan-np checkpoint ({err})") from err
+    if meta is None:
+        raise ValueError(f"{path}: not an srsan-np checkpoint (no {_META} entry)")
+    return arrays, meta

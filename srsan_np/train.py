@@ -1,0 +1,275 @@
+"""Training: seeded epochs, validation-based selection, early stopping, checkpoints, resume.
+
+One epoch = shuffle the training examples, cut them into batches, for each batch
+``loss_and_grads`` then one Adam step; then score the validation and the test examples.
+The learning rate follows the original's step decay, set from the epoch number alone.
+
+Honest model selection. The original code reports, for each metric, its best value over
+all epochs *on the test set* -- that picks the epoch with the test labels. Here the epoch
+is selected on a validation split carved out of the training examples, and the test
+metrics at that epoch are the result. The original's figure is reported too, labelled
+``best_on_test``, because that is what published numbers compare with.
+
+Determinism and resume. Everything random in epoch ``e`` -- the shuffle and the dropout
+masks -- comes from generators seeded with ``(seed, e)``, so an epoch depends only on the
+weights and optimiser state it starts from. A run interrupted after epoch ``k`` and resumed
+from its checkpoint therefore reaches the very same weights as a run that never stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from srsan_np import model
+from srsan_np.checkpoint import load_checkpoint, save_checkpoint, write_json
+from srsan_np.data import iterate_batches, make_batch, split_validation
+from srsan_np.evaluate import evaluate
+from srsan_np.optim import Adam, step_lr
+
+__all__ = ["TrainConfig", "TrainingDiverged", "fit", "model_scorer", "load_run"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train. Defaults are the original's, plus a validation split.
+
+    Attributes
+    ----------
+    epochs : int
+        Maximum number of epochs (the original: 12).
+    batch_size : int
+        Examples per Adam step (100).
+    lr, l2 : float
+        Adam learning rate (1e-3) and coupled L2 weight decay (1e-5).
+    lr_dc, lr_dc_step : float, int
+        The learning rate is multiplied by ``lr_dc`` every ``lr_dc_step`` epochs (0.1, 3).
+    patience : int
+        Stop after this many epochs without a better validation ``select`` metric (10).
+    valid_fraction : float
+        Fraction of the training examples held out for validation (0.1). 0 trains on all
+        of them, as the original does; the last epoch is then the selected one.
+    select : str
+        The validation metric that selects the epoch, e.g. ``"HR@20"`` or ``"MRR@20"``.
+    ks : tuple of int
+        Cut-offs of the reported metrics.
+    seed : int
+        Seeds the initial weights, the validation split, every shuffle and dropout mask.
+    """
+
+    epochs: int = 12
+    batch_size: int = 100
+    lr: float = 1e-3
+    l2: float = 1e-5
+    lr_dc: float = 0.1
+    lr_dc_step: int = 3
+    patience: int = 10
+    valid_fraction: float = 0.1
+    select: str = "HR@20"
+    ks: tuple = (5, 10, 20)
+    seed: int = 0
+
+    def __post_init__(self):
+        object.__setattr__(self, "ks", tuple(int(k) for k in self.ks))
+        checks = [
+            (self.epochs >= 1, "epochs must be >= 1"),
+            (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.lr > 0, "lr must be > 0"),
+            (self.l2 >= 0, "l2 must be >= 0"),
+            (0 < self.lr_dc <= 1, "lr_dc must be in (0, 1]"),
+            (self.lr_dc_step >= 1, "lr_dc_step must be >= 1"),
+            (self.patience >= 1, "patience must be >= 1"),
+            (0 <= self.valid_fraction < 1, "valid_fraction must be in [0, 1)"),
+            (len(self.ks) > 0 and min(self.ks) >= 1, "ks must be positive cut-offs"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"TrainConfig: {message}")
+        name, _, k = self.select.partition("@")
+        if name not in ("HR", "MRR", "NDCG") or not k.isdigit() or int(k) not in self.ks:
+            raise ValueError(f"TrainConfig: select must be HR@K, MRR@K or NDCG@K with K in "
+                             f"{self.ks}, got {self.select!r}")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def model_scorer(params, config, sessions):
+    """``score_fn(index) -> (B, V)`` for :func:`srsan_np.evaluate.evaluate`, in eval mode.
+
+    In ``faithful`` mode every prefix is padded to the maximum prefix length of
+    ``sessions`` -- the original pads each data set to its own maximum -- so it is
+    computed once here, not per batch.
+    """
+    len_max = int(sessions.lengths().max()) if len(sessions) else 0
+
+    def score_fn(index):
+        return model.score(params, make_batch(sessions, index, config.mode, len_max), config)
+
+    return score_fn
+
+
+def _epoch_rngs(seed, epoch):
+    """Independent generators for epoch ``epoch``'s shuffle and its dropout masks."""
+    return np.random.default_rng([seed, epoch, 0]), np.random.default_rng([seed, epoch, 1])
+
+
+def _configs_json(model_config, train_config):
+    return {"model": dataclasses.asdict(model_config), "train": dataclasses.asdict(train_config)}
+
+
+def _param_arrays(params):
+    return {f"param/{name}": value for name, value in params.items()}
+
+
+def load_run(run_dir, which="best"):
+    """Weights and config of a run: ``(params, model.Config, meta)``.
+
+    ``which`` is ``"best"`` (the validation-selected epoch) or ``"last"``.
+    """
+    run_dir = Path(run_dir)
+    path = run_dir / f"{which}.npz"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no checkpoint (is {run_dir} a training run directory?)")
+    arrays, meta = load_checkpoint(path)
+    config = model.Config(**meta["config"]["model"])
+    params = {name[len("param/"):]: value for name, value in arrays.items()
+              if name.startswith("param/")}
+    return params, config, meta
+
+
+def fit(dataset, model_config, train_config, run_dir=None, resume=False, log=print):
+    """Train SR-SAN on ``dataset``; return the summary (also ``summary.json`` in ``run_dir``).
+
+    Parameters
+    ----------
+    dataset : srsan_np.data.Dataset
+        ``train`` is split into training and validation examples; ``test`` is only scored.
+    model_config : srsan_np.model.Config
+        Its ``n_items`` must be the dataset's.
+    train_config : TrainConfig
+    run_dir : path or None
+        Where ``config.json``, ``last.npz`` (every epoch), ``best.npz`` (the selected epoch)
+        and ``summary.json`` go. None keeps everything in memory.
+    resume : bool
+        Continue from ``run_dir/last.npz`` (same configs required).
+    log : callable
+        Receives one line per epoch.
+
+    Returns
+    -------
+    dict
+        ``history`` (per epoch: lr, train loss, valid and test metrics, seconds),
+        ``selected_epoch``, ``test_at_selected``, ``best_on_test`` (per metric, the best
+        value over epochs on the test set, as the original reports, with its epoch), and
+        ``params`` (the selected weights).
+    """
+    tc = train_config
+    if model_config.n_items != dataset.n_items:
+        raise ValueError(f"model n_items={model_config.n_items} but the data has "
+                         f"{dataset.n_items} items")
+    if tc.valid_fraction > 0:
+        train_set, valid_set = split_validation(dataset.train, tc.valid_fraction, tc.seed)
+    else:
+        train_set, valid_set = dataset.train, None
+    configs = _configs_json(model_config, tc)
+
+    params = model.init_params(model_config, tc.seed)
+    optimizer = Adam(params, lr=tc.lr, weight_decay=tc.l2)
+    history, best, best_params, start = [], None, None, 0
+    run_dir = Path(run_dir) if run_dir is not None else None
+    if run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if resume and (run_dir / "last.npz").exists():
+            arrays, meta = load_checkpoint(run_dir / "last.npz")
+            if meta["config"] != json.loads(json.dumps(configs)):
+                raise ValueError(f"{run_dir}: cannot resume, the run was started with another "
+                                 f"config:\n{json.dumps(meta['config'], indent=2)}")
+            for name in params:
+                params[name][...] = arrays[f"param/{name}"]
+            optimizer.load_state_dict({k[len("adam/"):]: v for k, v in arrays.items()
+                                       if k.startswith("adam/")})
+            history, best, start = meta["history"], meta["best"], meta["epoch"] + 1
+            best_params = load_run(run_dir)[0]
+            log(f"resumed from {run_dir / 'last.npz'} after epoch {meta['epoch']}")
+        write_json(run_dir / "config.json", configs)
+
+    stale = 0 if best is None else len(history) - 1 - best["epoch"]
+    for epoch in range(start, tc.epochs):
+        if valid_set is not None and stale >= tc.patience:
+            log(f"early stop: no better validation {tc.select} for {tc.patience} epochs")
+            break
+        started = time.perf_counter()
+        optimizer.lr = step_lr(tc.lr, epoch, tc.lr_dc_step, tc.lr_dc)
+        shuffle_rng, dropout_rng = _epoch_rngs(tc.seed, epoch)
+        n_batches = math.ceil(len(train_set) / tc.batch_size)
+        bar = tqdm(iterate_batches(train_set, tc.batch_size, model_config.mode, shuffle_rng),
+                   total=n_batches, desc=f"epoch {epoch}", leave=False)
+        loss_sum, seen = 0.0, 0
+        for i, batch in enumerate(bar):
+            loss, grads = model.loss_and_grads(params, batch, model_config, dropout_rng)
+            if not math.isfinite(loss):
+                kept = (f"the last good checkpoint is {run_dir / 'last.npz'}"
+                        if run_dir is not None and epoch > 0 else "no checkpoint was kept")
+                raise TrainingDiverged(f"loss became {loss} at epoch {epoch}, batch {i}; "
+                                       f"{kept}. Try a lower --lr.")
+            optimizer.step(grads)
+            loss_sum += loss * len(batch.targets)
+            seen += len(batch.targets)
+            bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
+        bar.close()
+
+        valid = (evaluate(model_scorer(params, model_config, valid_set), valid_set,
+                          tc.batch_size, tc.ks) if valid_set is not None else None)
+        test = evaluate(model_scorer(params, model_config, dataset.test), dataset.test,
+                        tc.batch_size, tc.ks)
+        record = {"epoch": epoch, "lr": optimizer.lr, "train_loss": loss_sum / seen,
+                  "valid": valid, "test": test, "seconds": time.perf_counter() - started}
+        history.append(record)
+        improved = valid is None or best is None or valid[tc.select] > best["valid"][tc.select]
+        if improved:
+            best = {"epoch": epoch, "valid": valid, "test": test}
+        stale = 0 if improved else stale + 1
+        shown = f"valid {tc.select} {valid[tc.select]:.2f}  " if valid is not None else ""
+        log(f"epoch {epoch:2d}  lr {optimizer.lr:.0e}  loss {record['train_loss']:.4f}  "
+            f"{shown}test {tc.select} {test[tc.select]:.2f}{'  *' if improved else ''}")
+
+        if run_dir is not None:
+            meta = {"config": configs, "epoch": epoch, "history": history, "best": best,
+                    "len_max": int(train_set.lengths().max())}
+            adam = {f"adam/{k}": v for k, v in optimizer.state_dict().items()}
+            save_checkpoint(run_dir / "last.npz", {**_param_arrays(params), **adam}, meta)
+            if improved:
+                save_checkpoint(run_dir / "best.npz", _param_arrays(params), meta)
+        if improved:
+            best_params = {name: value.copy() for name, value in params.items()}
+
+    summary = _summarise(history, best, tc)
+    if run_dir is not None:
+        write_json(run_dir / "summary.json", summary)
+    return {**summary, "params": best_params}
+
+
+def _summarise(history, best, tc):
+    """The selected epoch's test metrics and the original's best-over-epochs figure."""
+    metrics = list(history[-1]["test"])
+    best_on_test = {m: max(h["test"][m] for h in history) for m in metrics}
+    best_epoch = {m: max(history, key=lambda h: h["test"][m])["epoch"] for m in metrics}
+    return {
+        "selected_epoch": best["epoch"],
+        "selected_by": (f"validation {tc.select}" if tc.valid_fraction > 0
+                        else "last epoch (no validation split)"),
+        "valid_at_selected": best["valid"],
+        "test_at_selected": best["test"],
+        "best_on_test": best_on_test,
+        "best_on_test_epoch": best_epoch,
+        "history": history,
+    }

@@ -53,7 +53,8 @@ def linear_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray):
         )
     if not (x.dtype == W.dtype == b.dtype) or x.dtype.kind != "f":
         raise TypeError(
-            f"linear_forward: x, W, b must share one float dtype; got {x.dtype}, {W.dtype}, {b.dtype}"
+            "linear_forward: x, W, b must share one float dtype; "
+            f"got {x.dtype}, {W.dtype}, {b.dtype}"
         )
     x2 = x.reshape(-1, x.shape[-1])  # (N, Din)
     out = x2 @ W.T  # (N, Dout)

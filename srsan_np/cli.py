@@ -111,7 +111,7 @@ def _add_data_args(p) -> None:
                      help="a raw click log, prepared on the fly (default: the built-in generated sample)")
     p.add_argument("--dataset", choices=["diginetica", "yoochoose"], default="diginetica",
                    help="the format of --input (default: diginetica)")
-    p.add_argument("--sample-seed", type=int, default=0,
+    p.add_argument("--sample-seed", type=int,
                    help="seed of the built-in generated sample (default: 0)")
 
 
@@ -126,7 +126,8 @@ def _load_data(args):
         from srsan_np.data.preprocess import preprocess
         dataset = preprocess(READERS[args.dataset](args.input), args.dataset).dataset
         return dataset, {"input": str(args.input.resolve()), "dataset": args.dataset}
-    return sample_dataset(args.sample_seed), {"sample_seed": args.sample_seed}
+    seed = args.sample_seed or 0
+    return sample_dataset(seed), {"sample_seed": seed}
 
 
 def _reload_data(source):
@@ -150,6 +151,8 @@ def _model_rows(params, config, dataset, ks, n_boot):
     from srsan_np.train import model_scorer
     ranks = evaluate_ranks(model_scorer(params, config, dataset.test), dataset.test)
     metrics = metrics_from_ranks(ranks, ks)
+    if not n_boot:
+        return metrics, ""
     k = max(ks)
     ci = bootstrap_ci(ranks, ks, n_boot=n_boot)
     note = (f"{len(ranks)} test examples; 95% bootstrap interval of HR@{k}: "
@@ -193,11 +196,8 @@ def _run_train(args) -> int:
     summary = fit(dataset, model_config, train_config, out, resume=args.resume)
 
     ks = train_config.ks
-    rows, note = {}, ""
-    if args.bootstrap:
-        rows["SR-SAN"], note = _model_rows(summary["params"], model_config, dataset, ks, args.bootstrap)
-    else:
-        rows["SR-SAN"] = summary["test_at_selected"]
+    rows = {}
+    rows["SR-SAN"], note = _model_rows(summary["params"], model_config, dataset, ks, args.bootstrap)
     rows["SR-SAN, best epoch on test*"] = summary["best_on_test"]
     if not args.no_baselines:
         rows.update(_baseline_rows(dataset, ks))
@@ -228,7 +228,8 @@ def _add_train(sub) -> None:
     m.add_argument("--positions", action="store_true", default=None,
                    help="learned position embeddings (sequence mode)")
     m.add_argument("--n-items", type=int,
-                   help="score against this many items (the original hard-codes 37,484)")
+                   help="score against this many items, at least the data's (the original's "
+                        "hard-coded n_node 37,484 means --n-items 37483)")
     t = p.add_argument_group("training")
     t.add_argument("--epochs", type=int)
     t.add_argument("--batch-size", type=int)
@@ -253,16 +254,19 @@ def _run_evaluate(args) -> int:
     from srsan_np.train import load_run
 
     params, config, meta = load_run(args.run_dir, args.which)
-    dataset = _load_data(args)[0] if args.data or args.input else \
+    own_data = args.data or args.input or args.sample_seed is not None
+    dataset = _load_data(args)[0] if own_data else \
         _reload_data(json.loads((args.run_dir / "data.json").read_text()))
     ks = tuple(meta["config"]["train"]["ks"])
-    rows = {"SR-SAN": None}
-    rows["SR-SAN"], note = _model_rows(params, config, dataset, ks, args.bootstrap or 1000)
+    rows = {}
+    rows["SR-SAN"], note = _model_rows(params, config, dataset, ks, args.bootstrap)
     if args.baselines:
         rows.update(_baseline_rows(dataset, ks))
-    print(f"{args.run_dir} ({args.which} checkpoint, epoch {meta['best']['epoch'] if args.which == 'best' else meta['epoch']}):")
+    epoch = meta["best"]["epoch"] if args.which == "best" else meta["epoch"]
+    print(f"{args.run_dir} ({args.which} checkpoint, epoch {epoch}):")
     print(format_table(rows))
-    print(note)
+    if note:
+        print(note)
     return 0
 
 
@@ -274,7 +278,8 @@ def _add_evaluate(sub) -> None:
     _add_data_args(p)
     p.add_argument("--which", choices=["best", "last"], default="best")
     p.add_argument("--baselines", action="store_true", help="also evaluate the baselines")
-    p.add_argument("--bootstrap", type=int, default=1000, metavar="N")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+                   help="bootstrap resamples for the uncertainty (0: none; default 1000)")
     p.set_defaults(func=_run_evaluate)
 
 

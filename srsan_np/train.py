@@ -154,7 +154,8 @@ def fit(dataset, model_config, train_config, run_dir=None, resume=False, log=pri
     dataset : srsan_np.data.Dataset
         ``train`` is split into training and validation examples; ``test`` is only scored.
     model_config : srsan_np.model.Config
-        Its ``n_items`` must be the dataset's.
+        Its ``n_items`` is the dataset's, or more to score against a larger catalogue
+        (the original hard-codes 37,483 items whatever the data).
     train_config : TrainConfig
     run_dir : path or None
         Where ``config.json``, ``last.npz`` (every epoch), ``best.npz`` (the selected epoch)
@@ -173,7 +174,7 @@ def fit(dataset, model_config, train_config, run_dir=None, resume=False, log=pri
         ``params`` (the selected weights).
     """
     tc = train_config
-    if model_config.n_items != dataset.n_items:
+    if model_config.n_items < dataset.n_items:
         raise ValueError(f"model n_items={model_config.n_items} but the data has "
                          f"{dataset.n_items} items")
     if tc.valid_fraction > 0:
@@ -237,11 +238,8 @@ def fit(dataset, model_config, train_config, run_dir=None, resume=False, log=pri
         improved = valid is None or best is None or valid[tc.select] > best["valid"][tc.select]
         if improved:
             best = {"epoch": epoch, "valid": valid, "test": test}
+            best_params = {name: value.copy() for name, value in params.items()}
         stale = 0 if improved else stale + 1
-        shown = f"valid {tc.select} {valid[tc.select]:.2f}  " if valid is not None else ""
-        log(f"epoch {epoch:2d}  lr {optimizer.lr:.0e}  loss {record['train_loss']:.4f}  "
-            f"{shown}test {tc.select} {test[tc.select]:.2f}{'  *' if improved else ''}")
-
         if run_dir is not None:
             meta = {"config": configs, "epoch": epoch, "history": history, "best": best,
                     "len_max": int(train_set.lengths().max())}
@@ -249,8 +247,10 @@ def fit(dataset, model_config, train_config, run_dir=None, resume=False, log=pri
             save_checkpoint(run_dir / "last.npz", {**_param_arrays(params), **adam}, meta)
             if improved:
                 save_checkpoint(run_dir / "best.npz", _param_arrays(params), meta)
-        if improved:
-            best_params = {name: value.copy() for name, value in params.items()}
+
+        shown = f"valid {tc.select} {valid[tc.select]:.2f}  " if valid is not None else ""
+        log(f"epoch {epoch:2d}  lr {optimizer.lr:.0e}  loss {record['train_loss']:.4f}  "
+            f"{shown}test {tc.select} {test[tc.select]:.2f}{'  *' if improved else ''}")
 
     summary = _summarise(history, best, tc)
     if run_dir is not None:

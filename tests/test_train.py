@@ -1,0 +1,165 @@
+"""Training loop: determinism, resume, divergence, checkpoints, and the command line."""
+
+import json
+
+import numpy as np
+import pytest
+
+from srsan_np import model
+from srsan_np.checkpoint import load_checkpoint, save_checkpoint
+from srsan_np.cli import main
+from srsan_np.data import Dataset, Sessions
+from srsan_np.recommend import Recommender
+from srsan_np.train import TrainConfig, TrainingDiverged, fit, load_run
+
+
+def tiny_dataset(seed=0, n_items=13, n_train=120, n_test=30):
+    """Random prefixes with a learnable rule: the target follows the last click."""
+    rng = np.random.default_rng(seed)
+
+    def sessions(n):
+        prefixes = [rng.integers(1, n_items + 1, rng.integers(1, 6)) for _ in range(n)]
+        targets = [p[-1] % n_items + 1 for p in prefixes]
+        return Sessions.from_lists(prefixes, targets)
+
+    return Dataset(sessions(n_train), sessions(n_test), n_items, {})
+
+
+CONFIG = dict(hidden=8, heads=2, layers=1)
+TRAIN = dict(epochs=4, batch_size=16, valid_fraction=0.2, lr=1e-2, seed=3)
+
+
+@pytest.mark.parametrize("mode", ["faithful", "sequence"])
+def test_resume_reaches_the_same_weights(tmp_path, mode):
+    data = tiny_dataset()
+    cfg = model.Config(n_items=data.n_items, mode=mode, **CONFIG)
+    tc = TrainConfig(**TRAIN)
+    straight = fit(data, cfg, tc, tmp_path / "straight", log=lambda line: None)
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_after_epoch_1(line):
+        if line.startswith("epoch  1"):
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        fit(data, cfg, tc, tmp_path / "resumed", log=stop_after_epoch_1)
+    assert load_checkpoint(tmp_path / "resumed" / "last.npz")[1]["epoch"] == 1
+    resumed = fit(data, cfg, tc, tmp_path / "resumed", resume=True, log=lambda line: None)
+
+    last_a, _, _ = load_run(tmp_path / "straight", "last")
+    last_b, _, _ = load_run(tmp_path / "resumed", "last")
+    for name in last_a:
+        np.testing.assert_array_equal(last_a[name], last_b[name], err_msg=name)
+    def timeless(history):
+        return [{k: v for k, v in record.items() if k != "seconds"} for record in history]
+
+    assert timeless(straight["history"]) == timeless(resumed["history"])
+    assert straight["selected_epoch"] == resumed["selected_epoch"]
+
+
+def test_same_seed_same_run_and_learning_happens():
+    data = tiny_dataset()
+    cfg = model.Config(n_items=data.n_items, mode="sequence", **CONFIG)
+    tc = TrainConfig(**{**TRAIN, "epochs": 6})
+    a = fit(data, cfg, tc, log=lambda line: None)
+    b = fit(data, cfg, tc, log=lambda line: None)
+    for name in a["params"]:
+        np.testing.assert_array_equal(a["params"][name], b["params"][name])
+    losses = [h["train_loss"] for h in a["history"]]
+    assert losses[-1] < losses[0] - 0.1, losses
+
+
+def test_resume_refuses_another_config(tmp_path):
+    data = tiny_dataset()
+    cfg = model.Config(n_items=data.n_items, **CONFIG)
+    fit(data, cfg, TrainConfig(**{**TRAIN, "epochs": 1}), tmp_path, log=lambda line: None)
+    with pytest.raises(ValueError, match="another config"):
+        fit(data, cfg, TrainConfig(**{**TRAIN, "epochs": 1, "lr": 0.5}), tmp_path, resume=True,
+            log=lambda line: None)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    data = tiny_dataset()
+    cfg = model.Config(n_items=data.n_items, **CONFIG)
+    real = model.loss_and_grads
+    calls = {"n": 0}
+    n_batches_per_epoch = int(np.ceil(len(data.train) * 0.8 / TRAIN["batch_size"]))
+
+    def poisoned(params, batch, config, rng):
+        calls["n"] += 1
+        loss, grads = real(params, batch, config, rng)
+        return (float("nan") if calls["n"] > n_batches_per_epoch + 1 else loss), grads
+
+    monkeypatch.setattr(model, "loss_and_grads", poisoned)
+    with pytest.raises(TrainingDiverged, match="epoch 1, batch 1.*last good checkpoint"):
+        fit(data, cfg, TrainConfig(**TRAIN), tmp_path, log=lambda line: None)
+    arrays, meta = load_checkpoint(tmp_path / "last.npz")
+    assert meta["epoch"] == 0
+    assert all(np.isfinite(a).all() for a in arrays.values())
+
+
+def test_no_validation_split_selects_the_last_epoch():
+    data = tiny_dataset()
+    cfg = model.Config(n_items=data.n_items, **CONFIG)
+    out = fit(data, cfg, TrainConfig(**{**TRAIN, "valid_fraction": 0.0, "epochs": 2}),
+              log=lambda line: None)
+    assert out["selected_epoch"] == 1 and out["selected_by"].startswith("last epoch")
+    for metric, value in out["best_on_test"].items():
+        assert value == max(h["test"][metric] for h in out["history"])
+
+
+def test_train_config_is_validated():
+    with pytest.raises(ValueError, match="select"):
+        TrainConfig(select="HR@7")
+    with pytest.raises(ValueError, match="valid_fraction"):
+        TrainConfig(valid_fraction=1.0)
+
+
+def test_checkpoint_round_trip_and_bad_file(tmp_path):
+    arrays = {"param/w": np.arange(6, dtype=np.float32).reshape(2, 3), "adam/t": np.array(4)}
+    save_checkpoint(tmp_path / "c.npz", arrays, {"epoch": 2, "nested": {"a": [1, 2]}})
+    back, meta = load_checkpoint(tmp_path / "c.npz")
+    assert meta == {"epoch": 2, "nested": {"a": [1, 2]}}
+    for name in arrays:
+        np.testing.assert_array_equal(back[name], arrays[name])
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="bad.npz"):
+        load_checkpoint(tmp_path / "bad.npz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.npz", "c.npz"]  # no temp files
+
+
+def test_cli_train_evaluate_recommend(tmp_path, capsys):
+    run = tmp_path / "run"
+    argv = ["train", "--epochs", "1", "--hidden", "8", "--out", str(run), "--bootstrap", "50",
+            "--mode", "sequence"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    for name in ("SR-SAN", "best epoch on test", "POP", "S-POP", "Markov", "SKNN"):
+        assert name in out
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"]["hidden"] == 8 and config["train"]["epochs"] == 1
+
+    assert main(["evaluate", str(run), "--bootstrap", "20"]) == 0
+    assert "HR@20" in capsys.readouterr().out
+
+    assert main(["recommend", str(run), "1", "2", "3", "-k", "5"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 5 and lines[0].split()[0] == "1"
+
+    assert main(["recommend", str(run), "1", "999999"]) == 2
+    assert "999999" in capsys.readouterr().err
+    rec = Recommender.from_run(run)
+    items, _ = rec.recommend([1, 999999, 2], k=3, drop_unknown=True)
+    assert len(items) == 3
+    maps, tokens = rec.attention([1, 2, 3])
+    assert maps[0].shape == (2, 3, 3) and list(tokens) == [1, 2, 3]
+    np.testing.assert_allclose(maps[0].sum(-1), 1.0, rtol=1e-5)
+
+
+def test_cli_train_rejects_a_bad_config(tmp_path, capsys):
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"model": {"hidden": 10, "heads": 3}}))
+    assert main(["train", "--config", str(config), "--out", str(tmp_path / "r")]) == 2
+    assert "c.json" in capsys.readouterr().err

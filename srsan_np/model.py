@@ -1,0 +1,400 @@
+"""SR-SAN, the whole model: embedding, ``L`` encoder layers, read-out, tied scoring.
+
+Fang, "Session-based Recommendation with Self-Attention Networks" (arXiv 2102.01922)::
+
+    ids (B, T) --embedding E--> x (B, T, D) [+ positions, sequence mode only]
+      --> L post-LN Transformer encoder layers (multi-head self-attention + feed-forward)
+      --> h = x[b, last[b]]   (B, D)   the read-out: the hidden vector of the last click
+      --> scores = h E[1:]^T  (B, V)   tied: the same table E scores every item 1..V
+      --> loss = mean cross-entropy with the next click
+
+Parameters are a flat ``dict`` keyed with PyTorch's names minus the ``transformerEncoder.``
+prefix (``"embedding.weight"``, ``"layers.0.self_attn.in_proj_weight"``, ...), so the
+original code's state dict maps onto them one to one (:func:`from_state_dict`,
+:func:`to_state_dict`).
+
+Two input modes (see ``srsan_np.data.batching``):
+
+``faithful``
+    The original's input: each session's *distinct* items sorted by id, padding zeros
+    included and attended to, no padding mask, no positions; initialisation as the
+    original (every parameter uniform in ``±1/sqrt(D)``).
+``sequence``
+    The clicks in order, padding masked out of the attention, optional learned positions,
+    and a standard initialisation (see :func:`init_params`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .ops.embedding import embedding_backward, embedding_forward
+from .ops.encoder import encoder_layer_backward, encoder_layer_forward, layer_shapes
+from .ops.scoring import (
+    readout_backward,
+    readout_forward,
+    scores_forward,
+    softmax_cross_entropy,
+    softmax_cross_entropy_backward,
+)
+
+__all__ = [
+    "Config",
+    "param_shapes",
+    "init_params",
+    "loss_and_grads",
+    "score",
+    "attention_maps",
+    "to_state_dict",
+    "from_state_dict",
+    "save_state_npz",
+    "load_state_npz",
+]
+
+MODES = ("faithful", "sequence")
+STATE_PREFIX = "transformerEncoder."  # the original nests the layers under this name
+TEMPLATE_PREFIX = "transformerEncoderLayer."  # the original's unused template layer
+
+
+@dataclass(frozen=True)
+class Config:
+    """Hyper-parameters of the model (defaults: the original's).
+
+    Attributes
+    ----------
+    n_items : int
+        ``V``, from the data: items are ``1..V``, the embedding has ``V + 1`` rows (row 0
+        is padding). To mimic the original's hard-coded table size ``n_node``, set
+        ``n_items = n_node - 1``.
+    hidden : int
+        ``D``, the embedding and model width.
+    heads : int
+        ``H``; must divide ``hidden``.
+    layers : int
+        ``L``, the number of encoder layers.
+    ff_mult : int
+        Feed-forward width as a multiple of ``hidden``.
+    dropout : float
+        Probability of every dropout in the encoder (attention weights, both residual
+        branches, the feed-forward hidden layer), in ``[0, 1)``.
+    mode : {"faithful", "sequence"}
+    positions : bool
+        Learned position embeddings added to the input (``sequence`` mode only: faithful
+        input is sorted by item id, so a position there means nothing).
+    max_len : int
+        Rows of the position table: the longest input accepted when ``positions``.
+    """
+
+    n_items: int
+    hidden: int = 96
+    heads: int = 2
+    layers: int = 1
+    ff_mult: int = 4
+    dropout: float = 0.1
+    mode: str = "faithful"
+    positions: bool = False
+    max_len: int = 200
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first field that makes no sense."""
+        for name in ("n_items", "hidden", "heads", "layers", "ff_mult", "max_len"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"Config.{name} must be a positive integer, got {value!r}")
+        if self.hidden % self.heads:
+            raise ValueError(
+                f"Config.hidden={self.hidden} must be divisible by Config.heads={self.heads}"
+            )
+        if isinstance(self.dropout, bool) or not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"Config.dropout must lie in [0, 1), got {self.dropout!r}")
+        if self.mode not in MODES:
+            raise ValueError(f"Config.mode must be one of {MODES}, got {self.mode!r}")
+        if not isinstance(self.positions, (bool, np.bool_)):
+            raise ValueError(f"Config.positions must be True or False, got {self.positions!r}")
+        if self.positions and self.mode != "sequence":
+            raise ValueError(
+                "Config.positions=True needs mode='sequence': faithful input is sorted by "
+                "item id, not by time"
+            )
+
+
+def param_shapes(config: Config) -> dict[str, tuple[int, ...]]:
+    """Name and shape of every parameter, in a fixed order (the order of initialisation)."""
+    D = config.hidden
+    shapes = {"embedding.weight": (config.n_items + 1, D)}
+    if config.positions:
+        shapes["position.weight"] = (config.max_len, D)
+    for i in range(config.layers):
+        for key, shape in layer_shapes(D, config.ff_mult * D).items():
+            shapes[f"layers.{i}.{key}"] = shape
+    return shapes
+
+
+def _xavier_uniform(rng, fan_out, fan_in):
+    bound = math.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-bound, bound, size=(fan_out, fan_in))
+
+
+def init_params(config: Config, seed, dtype=np.float32) -> dict[str, np.ndarray]:
+    """Fresh parameters, reproducible from ``seed`` (the same values in any ``dtype``).
+
+    Parameters
+    ----------
+    config : Config
+    seed : int or numpy.random.Generator
+    dtype : float32 (training) or float64 (checking)
+
+    Returns
+    -------
+    params : dict[str, np.ndarray], keyed and shaped as :func:`param_shapes`.
+
+    Notes
+    -----
+    ``faithful``: every parameter, LayerNorm gains and biases included, uniform in
+    ``±1/sqrt(D)``, as the original resets them.
+
+    ``sequence``: a standard Transformer initialisation, for these reasons:
+
+    - projection and feed-forward weights Xavier-uniform (the in-projection as three
+      ``D x D`` maps, q, k and v), so activations keep their scale through each map;
+      biases 0;
+    - LayerNorm gain 1 and bias 0, so each post-LN output starts unit-scaled. The
+      original's gains ``U(±1/sqrt(D))`` shrink every normalised feature to about 6% of
+      its scale and flip half of their signs at random, which shrinks the session vector
+      and so every score;
+    - embeddings (items and positions) ``N(0, 1/D)``: the session vector leaves a
+      LayerNorm with norm about ``sqrt(D)``, so the first scores ``h . e`` have standard
+      deviation about 1 -- neither all equal nor a saturated softmax -- and an item vector
+      and a position vector start at the same scale.
+    """
+    rng = np.random.default_rng(seed)
+    D = config.hidden
+    params = {}
+    for name, shape in param_shapes(config).items():
+        if config.mode == "faithful":
+            bound = 1.0 / math.sqrt(D)
+            value = rng.uniform(-bound, bound, size=shape)
+        elif name in ("embedding.weight", "position.weight"):
+            value = rng.normal(0.0, 1.0 / math.sqrt(D), size=shape)
+        elif name.endswith("in_proj_weight"):
+            value = np.concatenate([_xavier_uniform(rng, D, D) for _ in "qkv"])
+        elif name.endswith("weight") and len(shape) == 2:
+            value = _xavier_uniform(rng, *shape)
+        elif name.endswith(("norm1.weight", "norm2.weight")):
+            value = np.ones(shape)
+        else:  # every bias, LayerNorm's included
+            value = np.zeros(shape)
+        params[name] = value.astype(dtype)
+    return params
+
+
+def _check_params(params, config):
+    shapes = param_shapes(config)
+    missing = [name for name in shapes if name not in params]
+    if missing:
+        raise KeyError(f"params is missing {missing} (config: {config})")
+    wrong = {n: params[n].shape for n in shapes if params[n].shape != shapes[n]}
+    if wrong:
+        raise ValueError(
+            f"params have wrong shapes {wrong}; expected {[shapes[n] for n in wrong]} "
+            f"(config: {config})"
+        )
+    dtypes = {params[n].dtype for n in shapes}
+    if len(dtypes) != 1 or next(iter(dtypes)).kind != "f":
+        raise TypeError(f"params must share one float dtype, got {sorted(map(str, dtypes))}")
+
+
+def _layer(params, i):
+    prefix = f"layers.{i}."
+    return {key[len(prefix):]: value for key, value in params.items() if key.startswith(prefix)}
+
+
+def _forward(params, batch, config, rng):
+    """Embedding and encoder: ``x`` (B, T, D) and the caches to go back through them."""
+    _check_params(params, config)
+    x, emb_cache = embedding_forward(batch.inputs, params["embedding.weight"])  # (B, T, D)
+    T = x.shape[1]
+    if config.positions:
+        if T > config.max_len:
+            raise ValueError(
+                f"batch has {T} positions but Config.max_len={config.max_len}; "
+                "raise max_len or truncate the sessions"
+            )
+        x = x + params["position.weight"][:T]  # the same (T, D) rows for every session
+    # faithful: the original has no padding mask, its zeros attend and are attended to
+    key_mask = batch.key_mask if config.mode == "sequence" else None
+    p = config.dropout if rng is not None else 0.0
+    layer_caches = []
+    for i in range(config.layers):
+        x, cache = encoder_layer_forward(x, _layer(params, i), config.heads, key_mask, p, rng)
+        layer_caches.append(cache)
+    return x, emb_cache, layer_caches
+
+
+def loss_and_grads(params, batch, config, rng):
+    """Mean cross-entropy of the next click and the gradient of every parameter.
+
+    Parameters
+    ----------
+    params : dict[str, np.ndarray]
+        As :func:`init_params` returns (one float dtype).
+    batch : srsan_np.data.Batch
+        ``inputs`` (B, T) ids, ``key_mask`` (B, T), ``last`` (B,), ``targets`` (B,) in 1..V.
+    config : Config
+    rng : numpy.random.Generator or None
+        Dropout masks (training); None: no dropout (the loss of the evaluation model).
+
+    Returns
+    -------
+    loss : float
+    grads : dict[str, np.ndarray]
+        The same keys, shapes and dtype as ``params``.
+
+    Notes
+    -----
+    The embedding table ``E`` is used twice, to encode the input and to score the items,
+    so its gradient is the sum of both paths (``dE = dE_scores + dE_lookup``).
+    """
+    x, emb_cache, layer_caches = _forward(params, batch, config, rng)
+    E = params["embedding.weight"]
+    h, readout_cache = readout_forward(x, batch.last)  # (B, D)
+    loss, loss_cache = softmax_cross_entropy(h, E, batch.targets)
+
+    grads = {}
+    # forward: loss = CE(h E[1:]^T, targets); the scoring path's share of dE
+    dh, dE_scores = softmax_cross_entropy_backward(1.0, loss_cache)
+    # forward: h = x[b, last[b]]
+    dx = readout_backward(dh, readout_cache)  # (B, T, D)
+    # forward: x = layer_i(x), i = 0 .. L-1
+    for i in reversed(range(config.layers)):
+        dx, dlayer = encoder_layer_backward(dx, layer_caches[i])
+        for key, value in dlayer.items():
+            grads[f"layers.{i}.{key}"] = value
+    # forward: x = E[ids] + P[:T]; every session adds the same position rows
+    if config.positions:
+        dP = np.zeros_like(params["position.weight"])  # (max_len, D)
+        dP[: dx.shape[1]] = dx.sum(axis=0)
+        grads["position.weight"] = dP
+    # forward: x = E[ids]; the lookup path's share of the tied table
+    grads["embedding.weight"] = dE_scores + embedding_backward(dx, emb_cache)
+    return loss, {name: grads[name] for name in params}
+
+
+def score(params, batch, config) -> np.ndarray:
+    """Evaluation-mode scores (no dropout): ``(B, V)``, column ``j`` is item ``j + 1``."""
+    x, _, _ = _forward(params, batch, config, None)
+    h, _ = readout_forward(x, batch.last)  # (B, D)
+    return scores_forward(h, params["embedding.weight"])
+
+
+def attention_maps(params, batch, config) -> list[np.ndarray]:
+    """Evaluation-mode attention weights, one ``(B, H, T, T)`` array per layer.
+
+    ``maps[l][b, h, t, s]`` is how much position ``t`` reads from position ``s`` in head
+    ``h`` of layer ``l``; each row sums to 1 over the real keys.
+    """
+    _, _, layer_caches = _forward(params, batch, config, None)
+    return [cache.attn.att for cache in layer_caches]
+
+
+# ---------------------------------------------------------------------------------------
+# Interop with the original PyTorch code's state dict.
+# ---------------------------------------------------------------------------------------
+
+
+def _state_key(name):
+    return STATE_PREFIX + name if name.startswith("layers.") else name
+
+
+def to_state_dict(params, config) -> dict[str, np.ndarray]:
+    """Our parameters under the original code's state-dict keys (copies).
+
+    ``layers.*`` become ``transformerEncoder.layers.*``; ``embedding.weight`` keeps its
+    name. ``position.weight`` (sequence mode only) has no counterpart in the original and
+    keeps its own name.
+    """
+    _check_params(params, config)
+    return {_state_key(name): np.array(params[name]) for name in param_shapes(config)}
+
+
+def from_state_dict(state, config, dtype=None) -> dict[str, np.ndarray]:
+    """Parameters from a state dict of the original code (or of :func:`to_state_dict`).
+
+    Parameters
+    ----------
+    state : mapping str -> array
+        E.g. ``{k: v.numpy() for k, v in torch_model.state_dict().items()}``, or an opened
+        ``.npz``. The original's unused template layer (``transformerEncoderLayer.*``) is
+        ignored.
+    config : Config
+        Must describe the saved model: its ``n_items + 1`` is the table's row count
+        (``n_node`` in the original, 37,484 unless Diginetica: ``n_items=37483``).
+    dtype : numpy dtype or None
+        None: the stored arrays' common float dtype.
+
+    Returns
+    -------
+    params : dict[str, np.ndarray]
+
+    Raises
+    ------
+    ValueError
+        Naming every missing key, unexpected key and wrong shape.
+    """
+    expected = {_state_key(name): shape for name, shape in param_shapes(config).items()}
+    keys = [key for key in state.keys() if not key.startswith(TEMPLATE_PREFIX)]
+    problems = []
+    missing = [key for key in expected if key not in keys]
+    if missing:
+        problems.append(f"missing keys {missing}")
+    unexpected = [key for key in keys if key not in expected]
+    if unexpected:
+        problems.append(f"unexpected keys {unexpected}")
+    arrays = {key: np.asarray(state[key]) for key in expected if key in keys}
+    for key, array in arrays.items():
+        if array.shape != expected[key]:
+            problems.append(f"{key} has shape {array.shape}, expected {expected[key]}")
+    rows = arrays.get("embedding.weight", np.empty((0, 0))).shape[0]
+    if rows and rows != config.n_items + 1:
+        problems.append(
+            f"the embedding has {rows} rows, so it was saved with n_items={rows - 1}; "
+            f"config.n_items={config.n_items} (set n_items={rows - 1} to load it)"
+        )
+    if problems:
+        raise ValueError(
+            f"from_state_dict: state does not match {config}:\n  " + "\n  ".join(problems)
+        )
+    if dtype is None:
+        dtype = np.result_type(*arrays.values())
+    if np.dtype(dtype).kind != "f":
+        raise TypeError(f"from_state_dict: parameters must be floating point, got {dtype}")
+    return {name: np.array(arrays[_state_key(name)], dtype=dtype) for name in param_shapes(config)}
+
+
+def save_state_npz(path, params, config) -> None:
+    """Write :func:`to_state_dict` to an ``.npz`` atomically (temp file, then rename)."""
+    path = Path(path)
+    state = to_state_dict(params, config)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **state)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def load_state_npz(path, config, dtype=None) -> dict[str, np.ndarray]:
+    """:func:`from_state_dict` of an ``.npz`` (ours, or one exported from PyTorch)."""
+    with np.load(path, allow_pickle=False) as state:
+        return from_state_dict(state, config, dtype)

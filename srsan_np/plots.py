@@ -1,0 +1,333 @@
+"""Pictures: attention maps, training curves, metric bars and the shape of a dataset.
+
+Every function builds a :class:`matplotlib.figure.Figure` directly (no ``pyplot``, so no
+global figure state and no display needed: it works headless, in tests and on servers),
+returns it, and, given ``path``, also saves it there atomically (a temporary file in the
+same directory, then ``os.replace``). The file format follows the suffix (``.png``,
+``.pdf``, ``.svg``; PNG when there is none). In a notebook, leave the returned figure as a
+cell's last expression to show it (with ``%matplotlib inline``).
+
+Item ids label the attention axes; id 0 is shown as ``pad``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from srsan_np.data.store import atomic_write_stream
+
+__all__ = [
+    "attention_heatmap",
+    "attention_layers",
+    "training_curves",
+    "metric_bars",
+    "session_length_histogram",
+    "popularity_rank_frequency",
+]
+
+
+def _save(fig: Figure, path) -> Figure:
+    """Save ``fig`` to ``path`` atomically (if given) and return it."""
+    if path is not None:
+        path = Path(path)
+        fmt = path.suffix[1:].lower() or "png"
+        with atomic_write_stream(path) as f:
+            fig.savefig(f, format=fmt, dpi=120)
+    return fig
+
+
+def _token_labels(tokens, T: int, where: str) -> list[str]:
+    tokens = np.asarray(tokens).reshape(-1).tolist()  # numpy ints become Python ints
+    if len(tokens) != T:
+        raise ValueError(f"{where}: tokens has {len(tokens)} labels but the maps are {T} x {T}")
+    return ["pad" if isinstance(t, int) and t == 0 else str(t) for t in tokens]
+
+
+def _attention_grid(maps, tokens, row_names, title, readout, path, where):
+    """The shared body of the two attention plots: ``maps`` (L, H, T, T), one row per layer."""
+    L, H, T, _ = maps.shape
+    labels = _token_labels(tokens, T, where)
+    if readout is not None and not 0 <= int(readout) < T:
+        raise ValueError(f"{where}: readout={readout} must be a position in 0..{T - 1}")
+    side = 1.0 + 0.28 * T
+    fig = Figure(figsize=(side * H + 1.2, side * L + 0.6 * (title is not None)),
+                 layout="constrained")
+    axes = fig.subplots(L, H, squeeze=False)
+    # One colour scale for every panel, so heads and layers compare at a glance.
+    vmax = float(np.nanmax(maps)) if maps.size else 1.0
+    for l in range(L):
+        for h in range(H):
+            ax = axes[l, h]
+            image = ax.imshow(maps[l, h], vmin=0.0, vmax=vmax or 1.0, cmap="viridis")
+            ax.set_xticks(range(T), labels, rotation=90, fontsize=8)
+            ax.set_yticks(range(T), labels, fontsize=8)
+            ax.set_title(f"{row_names[l]}head {h}" if row_names[l] else f"head {h}", fontsize=10)
+            if readout is not None:
+                # The read-out query: the only row whose output reaches the scores.
+                ax.add_patch(Rectangle((-0.5, int(readout) - 0.5), T, 1.0, fill=False,
+                                       edgecolor="red", linewidth=1.5))
+            if l == L - 1:
+                ax.set_xlabel("key (item id)")
+            if h == 0:
+                ax.set_ylabel("query (item id)")
+    fig.colorbar(image, ax=axes, shrink=0.8, label="attention weight")
+    if title is not None:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def attention_heatmap(maps, tokens, title=None, readout=None, path=None) -> Figure:
+    """Attention weights of one layer, one panel per head.
+
+    Parameters
+    ----------
+    maps : array_like, (H, T, T)
+        ``maps[h, t, s]``: how much query position ``t`` reads key position ``s`` in head
+        ``h`` (rows sum to 1 over the real keys), e.g. ``cache.att[b]`` of
+        :func:`srsan_np.ops.attention.attention_forward`.
+    tokens : sequence of length T
+        The item id (or any label) at each position; id 0 is labelled ``pad``.
+    title : str or None
+        Figure title.
+    readout : int or None
+        Position of the read-out query, outlined in red (the row that becomes the
+        session vector).
+    path : str or Path or None
+        Where to save the figure (atomically); None: do not save.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        ``H`` heatmap axes (queries as rows, keys as columns) and one colour bar.
+    """
+    maps = np.asarray(maps, dtype=np.float64)
+    if maps.ndim != 3 or maps.shape[1] != maps.shape[2]:
+        raise ValueError(f"attention_heatmap: maps must be (H, T, T), got shape {maps.shape}")
+    return _attention_grid(maps[None], tokens, [""], title, readout, path, "attention_heatmap")
+
+
+def attention_layers(maps_per_layer, tokens, title=None, readout=None, path=None) -> Figure:
+    """Attention weights of every layer: a grid of layers (rows) by heads (columns).
+
+    Parameters
+    ----------
+    maps_per_layer : sequence of L arrays (H, T, T), or an array (L, H, T, T)
+        Layer ``l``'s weights for one session.
+    tokens, title, readout, path
+        As in :func:`attention_heatmap`.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        ``L * H`` heatmap axes and one colour bar.
+    """
+    try:
+        maps = np.asarray([np.asarray(m, dtype=np.float64) for m in maps_per_layer])
+    except ValueError:
+        raise ValueError("attention_layers: every layer's maps must have the same shape "
+                         "(H, T, T)") from None
+    if maps.ndim != 4 or maps.shape[2] != maps.shape[3] or len(maps) == 0:
+        raise ValueError("attention_layers: need a list of L >= 1 arrays (H, T, T), "
+                         f"got shape {maps.shape}")
+    names = [f"layer {l}, " for l in range(len(maps))]
+    return _attention_grid(maps, tokens, names, title, readout, path, "attention_layers")
+
+
+def training_curves(history, metrics=("HR@20", "MRR@20"), selected_epoch=None, path=None) -> Figure:
+    """Training loss and validation/test metrics per epoch.
+
+    Parameters
+    ----------
+    history : list of dict
+        ``summary["history"]`` from :func:`srsan_np.train.fit`: each record has ``epoch``,
+        ``train_loss``, ``valid`` (metrics dict, or None without a validation split) and
+        ``test`` (metrics dict).
+    metrics : sequence of str
+        Metric names to plot, one panel each (keys of the metric dicts).
+    selected_epoch : int or None
+        Marked with a dashed vertical line (e.g. ``summary["selected_epoch"]``).
+    path : str or Path or None
+        Where to save the figure.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        ``1 + len(metrics)`` axes: the loss, then one per metric.
+    """
+    history = list(history)
+    if not history:
+        raise ValueError("training_curves: history is empty (no epoch was run)")
+    for key in ("epoch", "train_loss", "test"):
+        if key not in history[0]:
+            raise ValueError(f"training_curves: history records need {key!r}; "
+                             f"got keys {sorted(history[0])}")
+    for m in metrics:
+        if m not in history[0]["test"]:
+            raise ValueError(f"training_curves: metric {m!r} not in the history; "
+                             f"available: {list(history[0]['test'])}")
+    epochs = [r["epoch"] for r in history]
+    fig = Figure(figsize=(4.0 * (1 + len(metrics)), 3.2), layout="constrained")
+    axes = fig.subplots(1, 1 + len(metrics), squeeze=False)[0]
+    axes[0].plot(epochs, [r["train_loss"] for r in history], marker="o", label="train")
+    axes[0].set_ylabel("cross-entropy")
+    axes[0].set_title("training loss")
+    for ax, m in zip(axes[1:], metrics):
+        if all(r.get("valid") is not None for r in history):
+            ax.plot(epochs, [r["valid"][m] for r in history], marker="o", label="validation")
+        ax.plot(epochs, [r["test"][m] for r in history], marker="s", label="test")
+        ax.set_ylabel(f"{m} (%)")
+        ax.set_title(m)
+        ax.legend()
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        if selected_epoch is not None:
+            ax.axvline(selected_epoch, color="grey", linestyle="--", linewidth=1)
+    return _save(fig, path)
+
+
+def metric_bars(rows, metrics=("HR@20", "MRR@20"), errors=None, title=None, path=None) -> Figure:
+    """Grouped bars comparing methods, with optional confidence intervals.
+
+    Parameters
+    ----------
+    rows : dict[str, dict[str, float]]
+        ``method -> {metric: value}`` in percent (e.g. :func:`srsan_np.evaluate.evaluate`
+        results).
+    metrics : sequence of str
+        One group of bars per metric, one bar per method within it.
+    errors : dict[str, dict[str, (float, float)]] or None
+        ``method -> {metric: (low, high)}``, e.g. :func:`srsan_np.evaluate.bootstrap_ci`;
+        drawn as error bars. Methods missing from ``errors`` get none.
+    title : str or None
+    path : str or Path or None
+        Where to save the figure.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One axes with ``len(rows) * len(metrics)`` bars.
+    """
+    if not rows:
+        raise ValueError("metric_bars: rows is empty (no method to plot)")
+    methods = list(rows)
+    for method in methods:
+        missing = [m for m in metrics if m not in rows[method]]
+        if missing:
+            raise ValueError(f"metric_bars: method {method!r} has no {missing}; "
+                             f"available: {list(rows[method])}")
+    errors = errors or {}
+    width = 0.8 / len(methods)
+    centres = np.arange(len(metrics))
+    fig = Figure(figsize=(max(4.0, 0.5 * len(metrics) * len(methods)) + 2.0, 3.6),
+                 layout="constrained")
+    ax = fig.subplots()
+    for i, method in enumerate(methods):
+        values = np.array([rows[method][m] for m in metrics], dtype=np.float64)
+        yerr = None
+        if method in errors:
+            bounds = np.array([errors[method][m] for m in metrics], dtype=np.float64)  # (M, 2)
+            if bounds.shape != (len(metrics), 2):
+                raise ValueError(f"metric_bars: errors[{method!r}] must map each metric to "
+                                 f"(low, high), got {bounds.tolist()}")
+            # A percentile interval need not contain the point estimate; clip at 0 so
+            # matplotlib gets non-negative lengths.
+            yerr = np.maximum(0.0, np.stack([values - bounds[:, 0], bounds[:, 1] - values]))
+        bars = ax.bar(centres + (i - (len(methods) - 1) / 2) * width, values, width,
+                      yerr=yerr, capsize=3, label=method)
+        ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=2)
+    ax.set_xticks(centres, list(metrics))
+    ax.set_ylabel("percent")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    if title is not None:
+        ax.set_title(title)
+    return _save(fig, path)
+
+
+def _named_series(data, where: str) -> dict:
+    """A mapping ``label -> 1-D int array``; a bare array becomes one unlabelled series."""
+    if not isinstance(data, Mapping):
+        data = {"": data}
+    out = {}
+    for label, values in data.items():
+        values = np.asarray(values)
+        if values.ndim != 1 or values.size == 0 or values.dtype.kind not in "iu":
+            raise ValueError(f"{where}: {label or 'the data'} must be a non-empty 1-D integer "
+                             f"array, got {values.dtype} {values.shape}")
+        out[label] = values
+    return out
+
+
+def session_length_histogram(lengths, title=None, path=None) -> Figure:
+    """Histogram of lengths (sessions or prefixes), one bar per integer, log count axis.
+
+    Parameters
+    ----------
+    lengths : 1-D int array, or dict[str, 1-D int array]
+        E.g. ``{"train": dataset.train.lengths(), "test": dataset.test.lengths()}``.
+        Several series are drawn as overlaid step outlines.
+    title : str or None
+    path : str or Path or None
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One axes.
+    """
+    series = _named_series(lengths, "session_length_histogram")
+    top = max(int(v.max()) for v in series.values())
+    bins = np.arange(0.5, top + 1.5)  # one bin per integer length
+    fig = Figure(figsize=(5.5, 3.4), layout="constrained")
+    ax = fig.subplots()
+    for label, values in series.items():
+        ax.hist(values, bins=bins, histtype="step", linewidth=1.5, label=label or None)
+    ax.set_yscale("log")
+    ax.set_xlabel("length (clicks)")
+    ax.set_ylabel("count")
+    if len(series) > 1 or next(iter(series)):
+        ax.legend()
+    if title is not None:
+        ax.set_title(title)
+    return _save(fig, path)
+
+
+def popularity_rank_frequency(items, title=None, path=None) -> Figure:
+    """Item popularity: click count against popularity rank, log-log.
+
+    A straight line on these axes is a power law (Zipf); click logs are close to one,
+    which is why popularity alone is a strong baseline for the head and useless for the
+    tail.
+
+    Parameters
+    ----------
+    items : 1-D int array of item ids (every click), or dict[str, 1-D int array]
+        E.g. ``{"train": dataset.train.items, "test": dataset.test.items}``.
+    title : str or None
+    path : str or Path or None
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One axes.
+    """
+    series = _named_series(items, "popularity_rank_frequency")
+    fig = Figure(figsize=(5.5, 3.4), layout="constrained")
+    ax = fig.subplots()
+    for label, values in series.items():
+        if values.min() < 0:
+            raise ValueError(f"popularity_rank_frequency: {label or 'items'} has negative ids")
+        counts = np.bincount(values)
+        counts = np.sort(counts[counts > 0])[::-1]  # most popular first
+        ax.loglog(np.arange(1, len(counts) + 1), counts, marker=".", linestyle="none",
+                  markersize=3, label=label or None)
+    ax.set_xlabel("popularity rank")
+    ax.set_ylabel("clicks")
+    if len(series) > 1 or next(iter(series)):
+        ax.legend()
+    if title is not None:
+        ax.set_title(title)
+    return _save(fig, path)

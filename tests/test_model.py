@@ -66,11 +66,12 @@ def lively(params, seed=1):
 def test_gradients_finite_differences(name, dropout):
     """Every parameter tensor, float64, relative error < 1e-6 (big tensors sampled).
 
-    The loss (about 4) is known to one ulp, 1e-15, so a plain centred difference carries
-    ~1e-10 of noise, and a few coordinates of the key projection's gradient are 1e-6 of
-    their tensor's largest (the softmax ignores what all keys share). The Richardson
-    difference (see test_op_encoder) with h = 1e-4 brings the noise under 1e-12. Observed
-    worst: 5e-7.
+    The loss (about 4) is known to one ulp, 1e-15. The Richardson difference (see
+    test_op_encoder) with h = 1e-4 divides that by the step, leaving about 1e-11 of noise
+    in each estimate; a correct gradient then has a relative error below 1e-7 wherever it
+    is above 3e-5. A few coordinates of the key projection's gradient are near 1e-6 (the
+    softmax ignores what all keys share): there the estimate cannot resolve a relative
+    1e-6, and they are held to the noise floor instead (absolute error < 3e-11).
     """
     config, params, batch = make(name)
     lively(params, seed=2)
@@ -101,7 +102,9 @@ def test_gradients_finite_differences(name, dropout):
             assert np.abs(grad[D : 2 * D]).max() < 1e-12, key
             keep = np.r_[0:D, 2 * D : 3 * D]
             numeric, grad = numeric[keep], grad[keep]
-        err = rel_error(numeric, grad)
+        resolved = np.abs(grad) > 3e-5
+        assert np.all(np.abs(numeric - grad)[~resolved] < 3e-11), key
+        err = rel_error(numeric[resolved], grad[resolved])
         assert err < 1e-6, f"{name} {key}: relative error {err:.2e}"
 
 

@@ -17,13 +17,15 @@ The steps, forward (``h`` a head, ``t`` a query position, ``s`` a key position):
     y_h[t] = sum_s Ad[h, t, s] v_h[s]                (B, T, D)   heads side by side
     out = y @ out_w.T + out_b                        (B, T, D)
 
-The two projections are the shared :mod:`srsan_np.ops.linear` op (BLAS through NumPy's
-``@``). The middle
-(scores, masked softmax, weighted sum) is a set of Numba kernels that loop over
-``(b, h, t, s)`` the way llm.c does, parallel over the batch axis: each thread owns its
-``b`` and writes nothing outside it, so the results do not depend on the thread count.
-Dropout sits where PyTorch puts it, on the attention weights after the softmax and before
-they multiply the values, and is the shared :mod:`srsan_np.ops.dropout` op.
+Every product above is a matrix product: the projections are the shared
+:mod:`srsan_np.ops.linear` op, and the per-head products ``q k^T`` and ``A v`` are batched
+NumPy ``@`` over ``(B, H)``, all BLAS. What is not a product, the softmax over the real
+keys and its backward, is a pair of Numba kernels parallel over the batch axis: each
+thread owns its ``b`` and writes nothing outside it, so results do not depend on the
+thread count. (Writing the products as Numba loops too, llm.c style, measured 10 to 40
+times slower than BLAS for T = 20..70 on these machines.) Dropout sits where PyTorch puts
+it, on the attention weights after the softmax and before they multiply the values, and
+is the shared :mod:`srsan_np.ops.dropout` op.
 """
 
 from __future__ import annotations
@@ -42,9 +44,9 @@ class AttentionCache(NamedTuple):
     """What :func:`attention_backward` needs, plus the weights the notebooks plot."""
 
     in_cache: Any          # cache of the input projection x -> qkv
-    q: np.ndarray          # (B, T, D) queries, heads side by side, not yet scaled
-    k: np.ndarray          # (B, T, D) keys
-    v: np.ndarray          # (B, T, D) values
+    q: np.ndarray          # (B, H, T, dh) queries, not yet scaled
+    k: np.ndarray          # (B, H, T, dh) keys
+    v: np.ndarray          # (B, H, T, dh) values
     att: np.ndarray        # (B, H, T, T) attention weights after the softmax
     att_drop: np.ndarray   # (B, H, T, T) the same after dropout (``att`` itself if none)
     drop_cache: Any        # cache of the dropout on the attention weights
@@ -52,137 +54,83 @@ class AttentionCache(NamedTuple):
 
 
 # ---------------------------------------------------------------------------------------
-# Numba kernels: one (b, h) slice at a time, the batch axis in parallel.
+# Numba kernels: the softmax over the real keys, one (b, h, t) row at a time.
 # ---------------------------------------------------------------------------------------
 
 
 @njit(cache=True, parallel=True)
-def _softmax_scores_kernel(q, k, key_mask, n_heads):
-    """Scaled scores and their softmax over the real keys.
+def _masked_softmax_kernel(scores, key_mask):
+    """Softmax of each row of ``scores`` over the keys that ``key_mask`` marks real.
 
     Parameters
     ----------
-    q, k : (B, T, D) float arrays
+    scores : (B, H, T, T) float
     key_mask : (B, T) bool, True where the key is a real token
-    n_heads : int
 
     Returns
     -------
-    att : (B, H, T, T), ``att[b, h, t, s] = exp(S - m) / sum_{real s'} exp(S' - m)`` on
-        real keys ``s`` (``m`` the row maximum, for stability), 0 on masked keys. A row
-        whose keys are all masked stays all 0 instead of the 0/0 = NaN of the formula.
+    att : (B, H, T, T), ``att[b, h, t, s] = exp(S_s - m) / sum_{real s'} exp(S_s' - m)``
+        on real keys ``s`` (``m`` the largest real score of the row, so the largest term
+        is exp(0) = 1 and nothing overflows), 0 on masked keys. A row whose keys are all
+        masked stays all 0 instead of the 0/0 = NaN of the formula.
     """
-    B, T, D = q.shape
-    dh = D // n_heads
-    scale = 1.0 / math.sqrt(dh)
-    att = np.zeros((B, n_heads, T, T), dtype=q.dtype)  # (B, H, T, T)
+    B, H, T, _ = scores.shape
+    att = np.zeros_like(scores)  # (B, H, T, T)
     for b in prange(B):
-        for h in range(n_heads):
-            lo = h * dh
+        for h in range(H):
             for t in range(T):
-                row = att[b, h, t]
                 m = -np.inf
                 for s in range(T):
                     if key_mask[b, s]:
-                        dot = 0.0
-                        for i in range(lo, lo + dh):
-                            dot += q[b, t, i] * k[b, s, i]
-                        row[s] = dot * scale
-                        m = max(m, row[s])
+                        m = max(m, scores[b, h, t, s])
                 if m == -np.inf:
                     continue  # no real key: the row stays 0
                 total = 0.0
                 for s in range(T):
                     if key_mask[b, s]:
-                        row[s] = math.exp(row[s] - m)
-                        total += row[s]
+                        e = math.exp(scores[b, h, t, s] - m)
+                        att[b, h, t, s] = e
+                        total += e
                 for s in range(T):
-                    row[s] /= total
+                    att[b, h, t, s] /= total
     return att
 
 
 @njit(cache=True, parallel=True)
-def _weighted_sum_kernel(att, v):
-    """``y[b, t, h-block] = sum_s att[b, h, t, s] v[b, s, h-block]``: (B, T, D)."""
-    B, H, T, _ = att.shape
-    D = v.shape[2]
-    dh = D // H
-    y = np.zeros((B, T, D), dtype=v.dtype)  # (B, T, D)
-    for b in prange(B):
-        for h in range(H):
-            lo = h * dh
-            for t in range(T):
-                for s in range(T):
-                    a = att[b, h, t, s]
-                    for i in range(lo, lo + dh):
-                        y[b, t, i] += a * v[b, s, i]
-    return y
+def _softmax_backward_kernel(datt, att):
+    """Gradient of a row softmax: ``dS[s] = A[s] (dA[s] - sum_r A[r] dA[r])``.
 
-
-@njit(cache=True, parallel=True)
-def _weighted_sum_backward_kernel(dy, att, v):
-    """Gradients of ``y = sum_s att[.., t, s] v[s]`` w.r.t. ``att`` and ``v``.
-
-    Returns ``(datt (B, H, T, T), dv (B, T, D))``.
+    Masked keys have ``A = 0`` and so get ``dS = 0``; a fully masked row is all 0 and
+    passes nothing back. Returns ``dscores`` (B, H, T, T).
     """
     B, H, T, _ = att.shape
-    D = v.shape[2]
-    dh = D // H
-    datt = np.zeros((B, H, T, T), dtype=v.dtype)  # (B, H, T, T)
-    dv = np.zeros((B, T, D), dtype=v.dtype)  # (B, T, D)
+    dscores = np.empty_like(att)  # (B, H, T, T)
     for b in prange(B):
         for h in range(H):
-            lo = h * dh
             for t in range(T):
-                for s in range(T):
-                    # forward: y[t, i] += att[t, s] * v[s, i]
-                    # so:      datt[t, s] += dy[t, i] * v[s, i];  dv[s, i] += att[t, s] * dy[t, i]
-                    a = att[b, h, t, s]
-                    g = 0.0
-                    for i in range(lo, lo + dh):
-                        g += dy[b, t, i] * v[b, s, i]
-                        dv[b, s, i] += a * dy[b, t, i]
-                    datt[b, h, t, s] = g
-    return datt, dv
-
-
-@njit(cache=True, parallel=True)
-def _softmax_scores_backward_kernel(datt, att, q, k):
-    """Gradients through the softmax and the scaled scores w.r.t. ``q`` and ``k``.
-
-    Softmax backward per row: ``dS[s] = A[s] (dA[s] - sum_r A[r] dA[r])``. Masked keys have
-    ``A = 0`` and so get ``dS = 0``; a fully masked row is all 0 and passes nothing back.
-    Then ``S[t, s] = scale q[t] . k[s]`` gives ``dq[t] += scale dS[t, s] k[s]`` and
-    ``dk[s] += scale dS[t, s] q[t]``.
-
-    Returns ``(dq, dk)``, each (B, T, D).
-    """
-    B, H, T, _ = att.shape
-    D = q.shape[2]
-    dh = D // H
-    scale = 1.0 / math.sqrt(dh)
-    dq = np.zeros((B, T, D), dtype=q.dtype)  # (B, T, D)
-    dk = np.zeros((B, T, D), dtype=q.dtype)  # (B, T, D)
-    for b in prange(B):
-        for h in range(H):
-            lo = h * dh
-            for t in range(T):
-                # forward: A[t, s] = exp(S[t, s]) / sum_r exp(S[t, r])
                 inner = 0.0
                 for s in range(T):
                     inner += att[b, h, t, s] * datt[b, h, t, s]
                 for s in range(T):
-                    ds = att[b, h, t, s] * (datt[b, h, t, s] - inner) * scale
-                    # forward: S[t, s] = scale * sum_i q[t, i] k[s, i]
-                    for i in range(lo, lo + dh):
-                        dq[b, t, i] += ds * k[b, s, i]
-                        dk[b, s, i] += ds * q[b, t, i]
-    return dq, dk
+                    dscores[b, h, t, s] = att[b, h, t, s] * (datt[b, h, t, s] - inner)
+    return dscores
 
 
 # ---------------------------------------------------------------------------------------
-# The op: validation and the projections in Python, the middle in the kernels above.
+# The op: validation, the products (BLAS) and the kernels above.
 # ---------------------------------------------------------------------------------------
+
+
+def _split_heads(a, n_heads):
+    """(B, T, D) -> (B, H, T, dh), a view."""
+    B, T, D = a.shape
+    return a.reshape(B, T, n_heads, D // n_heads).transpose(0, 2, 1, 3)
+
+
+def _merge_heads(a):
+    """(B, H, T, dh) -> (B, T, H * dh), heads side by side."""
+    B, H, T, dh = a.shape
+    return a.transpose(0, 2, 1, 3).reshape(B, T, H * dh)
 
 
 def _check_inputs(x, in_w, in_b, out_w, out_b, n_heads, key_mask, p):
@@ -264,14 +212,15 @@ def attention_forward(x, in_w, in_b, out_w, out_b, n_heads, key_mask=None, p=0.0
     key_mask = np.ascontiguousarray(key_mask)
 
     qkv, in_cache = linear_forward(x, in_w, in_b)  # (B, T, 3D)
-    q = np.ascontiguousarray(qkv[..., :D])  # (B, T, D)
-    k = np.ascontiguousarray(qkv[..., D : 2 * D])  # (B, T, D)
-    v = np.ascontiguousarray(qkv[..., 2 * D :])  # (B, T, D)
+    q = _split_heads(qkv[..., :D], n_heads)  # (B, H, T, dh)
+    k = _split_heads(qkv[..., D : 2 * D], n_heads)  # (B, H, T, dh)
+    v = _split_heads(qkv[..., 2 * D :], n_heads)  # (B, H, T, dh)
+    scale = x.dtype.type(1.0 / math.sqrt(D // n_heads))
 
-    att = _softmax_scores_kernel(q, k, key_mask, n_heads)  # (B, H, T, T)
+    scores = (q @ k.transpose(0, 1, 3, 2)) * scale  # (B, H, T, T)
+    att = _masked_softmax_kernel(scores, key_mask)  # (B, H, T, T)
     att_drop, drop_cache = dropout_forward(att, p, rng)  # (B, H, T, T)
-    att_drop = np.ascontiguousarray(att_drop)
-    y = _weighted_sum_kernel(att_drop, v)  # (B, T, D)
+    y = _merge_heads(att_drop @ v)  # (B, T, D)
     out, out_cache = linear_forward(y, out_w, out_b)  # (B, T, D)
 
     cache = AttentionCache(in_cache, q, k, v, att, att_drop, drop_cache, out_cache)
@@ -297,21 +246,29 @@ def attention_backward(dout, cache):
     d_out_b : (D,)
     """
     in_cache, q, k, v, att, att_drop, drop_cache, out_cache = cache
-    if dout.shape != q.shape:
-        raise ValueError(f"attention_backward: dout must have shape {q.shape}, got {dout.shape}")
+    B, H, T, dh = q.shape
+    if dout.shape != (B, T, H * dh):
+        raise ValueError(
+            f"attention_backward: dout must have shape {(B, T, H * dh)}, got {dout.shape}"
+        )
+    scale = dout.dtype.type(1.0 / math.sqrt(dh))
 
     # forward: out = y @ out_w.T + out_b
     dy, d_out_w, d_out_b = linear_backward(dout, out_cache)
-    dy = np.ascontiguousarray(dy)  # (B, T, D)
-
-    # forward: y = att_drop @ v, per head
-    datt_drop, dv = _weighted_sum_backward_kernel(dy, att_drop, v)
+    dy = _split_heads(dy, H)  # (B, H, T, dh)
+    # forward: y = att_drop @ v
+    datt_drop = dy @ v.transpose(0, 1, 3, 2)  # (B, H, T, T)
+    dv = att_drop.transpose(0, 1, 3, 2) @ dy  # (B, H, T, dh)
     # forward: att_drop = dropout(att)
     datt = np.ascontiguousarray(dropout_backward(datt_drop, drop_cache))  # (B, H, T, T)
-    # forward: att = softmax(q k^T / sqrt(dh))
-    dq, dk = _softmax_scores_backward_kernel(datt, att, q, k)
+    # forward: att = softmax(scores) over the real keys
+    dscores = _softmax_backward_kernel(datt, att)  # (B, H, T, T)
+    # forward: scores = (q @ k^T) * scale
+    dscores *= scale
+    dq = dscores @ k  # (B, H, T, dh)
+    dk = dscores.transpose(0, 1, 3, 2) @ q  # (B, H, T, dh)
 
-    # forward: qkv = x @ in_w.T + in_b, then split into q, k, v
-    dqkv = np.concatenate([dq, dk, dv], axis=-1)  # (B, T, 3D)
-    dx, d_in_w, d_in_b = linear_backward(dqkv, in_cache)
+    # forward: qkv = x @ in_w.T + in_b, then split into q, k, v and into heads
+    dqkv = np.concatenate([_merge_heads(dq), _merge_heads(dk), _merge_heads(dv)], axis=-1)
+    dx, d_in_w, d_in_b = linear_backward(dqkv, in_cache)  # dqkv: (B, T, 3D)
     return dx, d_in_w, d_in_b, d_out_w, d_out_b

@@ -9,8 +9,8 @@ import pytest
 from srsan_np import model
 from srsan_np.data import Batch, Sessions, make_batch
 from srsan_np.gradcheck import rel_error
-from test_op_encoder import richardson_gradient
 from srsan_np.model import Config
+from test_op_encoder import richardson_gradient  # until srsan_np.gradcheck offers it
 
 V, D, H = 11, 8, 2
 
@@ -206,7 +206,8 @@ def test_init_is_seeded_and_dtype_independent():
     a, b = model.init_params(config, 7), model.init_params(config, 7, np.float64)
     for key in a:
         np.testing.assert_array_equal(a[key], b[key].astype(np.float32))
-    assert not np.array_equal(a["embedding.weight"], model.init_params(config, 8)["embedding.weight"])
+    other = model.init_params(config, 8)
+    assert not np.array_equal(a["embedding.weight"], other["embedding.weight"])
 
 
 @pytest.mark.parametrize(

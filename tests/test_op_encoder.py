@@ -117,7 +117,10 @@ def test_float32_agrees_with_float64():
 
 def test_dropout_is_seeded():
     x, layer, _ = make_layer(5)
-    run = lambda seed: encoder_layer_forward(x, layer, H, None, 0.3, np.random.default_rng(seed))[0]  # noqa: E731
+
+    def run(seed):
+        return encoder_layer_forward(x, layer, H, None, 0.3, np.random.default_rng(seed))[0]
+
     np.testing.assert_array_equal(run(0), run(0))
     assert not np.array_equal(run(0), run(1))
 

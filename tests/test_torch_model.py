@@ -14,7 +14,11 @@ from srsan_np import model  # noqa: E402
 from srsan_np.data import Sessions, make_batch  # noqa: E402
 from srsan_np.model import Config  # noqa: E402
 from srsan_np.ops.attention import attention_backward, attention_forward  # noqa: E402
-from srsan_np.ops.encoder import LAYER_KEYS, encoder_layer_backward, encoder_layer_forward  # noqa: E402
+from srsan_np.ops.encoder import (  # noqa: E402
+    LAYER_KEYS,
+    encoder_layer_backward,
+    encoder_layer_forward,
+)
 
 B, T, D, H, F = 3, 5, 8, 2, 12
 PADDED = np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]], dtype=bool)

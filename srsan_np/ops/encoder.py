@@ -50,7 +50,13 @@ def layer_shapes(hidden: int, ff: int) -> dict[str, tuple[int, ...]]:
     ``hidden`` is ``D``, ``ff`` the feed-forward width (PyTorch's ``dim_feedforward``).
     """
     D, F = hidden, ff
-    shapes = [(3 * D, D), (3 * D,), (D, D), (D,), (F, D), (F,), (D, F), (D,), (D,), (D,), (D,), (D,)]
+    shapes = [
+        (3 * D, D), (3 * D,),  # self_attn.in_proj_weight, in_proj_bias
+        (D, D), (D,),  # self_attn.out_proj
+        (F, D), (F,),  # linear1
+        (D, F), (D,),  # linear2
+        (D,), (D,), (D,), (D,),  # norm1, norm2
+    ]
     return dict(zip(LAYER_KEYS, shapes))
 
 
@@ -134,7 +140,9 @@ def encoder_layer_forward(x, layer, n_heads, key_mask=None, p=0.0, rng=None):
     f, linear2 = linear_forward(f, layer["linear2.weight"], layer["linear2.bias"])  # (B, T, D)
     f, drop_out = dropout_forward(f, p, rng)
     out, norm2 = layernorm_forward(h + f, layer["norm2.weight"], layer["norm2.bias"])  # (B, T, D)
-    cache = EncoderLayerCache(attn, drop_attn, norm1, linear1, relu, drop_ff, linear2, drop_out, norm2)
+    cache = EncoderLayerCache(
+        attn, drop_attn, norm1, linear1, relu, drop_ff, linear2, drop_out, norm2
+    )
     return out, cache
 
 

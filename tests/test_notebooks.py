@@ -1,0 +1,77 @@
+"""Every notebook in notebooks/ runs top to bottom, at smoke size, without an error.
+
+Each notebook reads ``SRSAN_SMOKE=1`` and shrinks its data, epochs and timings, so the
+whole set runs in a few minutes on 2 cores. The kernel is started in a temporary directory
+(a notebook must not write into the repository), headless (``MPLBACKEND=Agg``) and without
+progress bars. The kernel must be the interpreter running the tests, whatever kernelspecs
+the machine has (a user-level "python3" could point at another environment): the test
+writes a temporary "python3" kernelspec for ``sys.executable`` and puts it first on
+``JUPYTER_PATH``; a first, injected cell checks the kernel's ``sys.prefix`` is ours.
+"""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("ipykernel")
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+CELL_TIMEOUT = 300  # seconds; a smoke notebook takes well under a minute in total
+
+
+def kernel_env():
+    env = dict(os.environ)
+    env.update(SRSAN_SMOKE="1", MPLBACKEND="Agg", TQDM_DISABLE="1")
+    return env
+
+
+@pytest.fixture
+def this_python_kernel(tmp_path, monkeypatch):
+    """A "python3" kernelspec that starts ``sys.executable``, found before any other."""
+    spec_dir = tmp_path / "jupyter" / "kernels" / "python3"
+    spec_dir.mkdir(parents=True)
+    spec = {
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3 (under test)",
+        "language": "python",
+    }
+    (spec_dir / "kernel.json").write_text(json.dumps(spec))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    return "python3"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_runs(path, tmp_path, this_python_kernel):
+    nb = nbformat.read(path, as_version=4)
+    work = tmp_path / "work"
+    work.mkdir()
+    same_python = nbformat.v4.new_code_cell(
+        "import sys\n"
+        f"assert sys.prefix == {sys.prefix!r}, "
+        "f'the kernel runs {sys.executable}, not the interpreter under test'"
+    )
+    nb.cells.insert(0, same_python)
+    client = nbclient.NotebookClient(
+        nb,
+        kernel_name=this_python_kernel,
+        timeout=CELL_TIMEOUT,
+        allow_errors=False,
+        resources={"metadata": {"path": str(work)}},  # the kernel's working directory
+    )
+    before = set(path.parent.iterdir())
+    try:
+        client.execute(env=kernel_env())
+    except nbclient.exceptions.CellExecutionError as error:
+        pytest.fail(f"{path.name} failed:\n{error}", pytrace=False)
+    written = sorted(p.name for p in set(path.parent.iterdir()) - before)
+    assert not written, f"{path.name} wrote {written} into notebooks/"
+
+
+def test_notebooks_exist():
+    assert NOTEBOOKS, "no notebooks found in notebooks/"

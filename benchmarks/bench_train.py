@@ -1,0 +1,296 @@
+"""Benchmark: how close a training step and an evaluation pass come to the hardware's floor.
+
+Every figure is a ratio against a floor measured in the same process, because the machines
+this runs on are shared (other jobs move absolute times by 2-5x from minute to minute):
+
+- **train step**: ``model.loss_and_grads`` + ``Adam.step`` on a Diginetica-sized batch
+  (generated ``diginetica`` preset, B=100, D=96, default ``Config``) against the *floor*:
+  the three float32 GEMMs of the tied scoring layer done with NumPy on the same shapes,
+  ``S = H E^T``, ``dH = dS E``, ``dE = dS^T H`` (into preallocated outputs). Step and floor
+  are timed alternately, rep by rep, so both see the same load; the medians are reported.
+- **evaluation**: full-catalogue pessimistic ranks for test prefixes (``model.score`` +
+  ``ranks_pessimistic``, one batch of 100) against the forward GEMM ``S = H E^T`` alone.
+- **epoch**: the extrapolated time of one epoch of the preset (steps + batch building +
+  scoring the test set).
+- **compile**: a fresh interpreter running import -> first step, with an empty
+  ``NUMBA_CACHE_DIR`` (cold) and again with the cache it filled (warm).
+- **memory**: a fresh interpreter holding a Yoochoose 1/4-sized training set (about
+  6 million examples over 30,000 items, session lengths 1 + geometric with mean 3.57 as
+  Yoochoose's) and training a few steps on it: its resident size (``ru_maxrss``).
+
+    python benchmarks/bench_train.py            # everything, about 3 minutes
+    python benchmarks/bench_train.py --quick    # fewer repetitions, no compile/memory runs
+    python benchmarks/bench_train.py --json out.json
+
+The load average is printed with the figures: above the core count, re-run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+
+TARGETS = {"step_vs_floor": 1.4, "eval_vs_forward_gemm": 1.3, "warm_start_s": 5.0,
+           "yoochoose4_peak_mb": 1024}
+
+
+def _load():
+    return round(os.getloadavg()[0], 2)
+
+
+def _median_ms(times):
+    return float(np.median(times) * 1e3)
+
+
+def measure_step(dataset, reps):
+    """Median train step and GEMM floor (ms), interleaved rep by rep."""
+    from srsan_np import model
+    from srsan_np.data import iterate_batches
+    from srsan_np.optim import Adam
+
+    config = model.Config(n_items=dataset.n_items)
+    params = model.init_params(config, 0)
+    optimizer = Adam(params, weight_decay=1e-5)
+    dropout_rng = np.random.default_rng(1)
+    batch_times, batches = [], []
+    it = iterate_batches(dataset.train, 100, config.mode, np.random.default_rng(0))
+    for _ in range(reps + 3):
+        start = time.perf_counter()
+        batches.append(next(it))
+        batch_times.append(time.perf_counter() - start)
+
+    E1 = params["embedding.weight"][1:]  # (V, D)
+    H = np.random.default_rng(2).standard_normal((100, config.hidden)).astype(np.float32)
+    S = np.empty((100, config.n_items), np.float32)  # (B, V)
+    dH = np.empty_like(H)
+    dE = np.empty_like(E1)
+
+    def floor():
+        np.matmul(H, E1.T, out=S)
+        np.matmul(S, E1, out=dH)
+        np.matmul(S.T, H, out=dE)
+
+    def step(batch):
+        loss, grads = model.loss_and_grads(params, batch, config, dropout_rng)
+        optimizer.step(grads)
+
+    for batch in batches[:3]:  # compile and warm the caches
+        step(batch)
+        floor()
+    step_times, floor_times = [], []
+    for batch in batches[3:]:
+        start = time.perf_counter()
+        floor()
+        floor_times.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        step(batch)
+        step_times.append(time.perf_counter() - start)
+    step_ms, floor_ms = _median_ms(step_times), _median_ms(floor_times)
+    return {"step_ms": step_ms, "floor_ms": floor_ms, "step_vs_floor": step_ms / floor_ms,
+            "batch_build_ms": _median_ms(batch_times[3:]),
+            "median_T": int(np.median([b.inputs.shape[1] for b in batches]))}
+
+
+def measure_eval(dataset, n_batches):
+    """Median evaluation batch (score + ranks) and forward GEMM (ms), interleaved."""
+    from srsan_np import model
+    from srsan_np.evaluate import ranks_pessimistic
+    from srsan_np.train import model_scorer
+
+    config = model.Config(n_items=dataset.n_items)
+    params = model.init_params(config, 0)
+    score_fn = model_scorer(params, config, dataset.test)
+    E1 = params["embedding.weight"][1:]
+    H = np.random.default_rng(2).standard_normal((100, config.hidden)).astype(np.float32)
+    S = np.empty((100, config.n_items), np.float32)
+    n_batches = min(n_batches, len(dataset.test) // 100)
+    eval_times, gemm_times = [], []
+    for i in range(-2, n_batches):  # two warm-up batches
+        index = np.arange(100 * max(i, 0), 100 * max(i, 0) + 100)
+        start = time.perf_counter()
+        np.matmul(H, E1.T, out=S)
+        gemm = time.perf_counter() - start
+        start = time.perf_counter()
+        ranks_pessimistic(score_fn(index), dataset.test.targets[index])
+        if i >= 0:
+            gemm_times.append(gemm)
+            eval_times.append(time.perf_counter() - start)
+    eval_ms, gemm_ms = _median_ms(eval_times), _median_ms(gemm_times)
+    return {"eval_batch_ms": eval_ms, "forward_gemm_ms": gemm_ms,
+            "eval_vs_forward_gemm": eval_ms / gemm_ms}
+
+
+# A fresh interpreter: import, a small batch over a Diginetica-sized catalogue, one step.
+FIRST_STEP = textwrap.dedent("""
+    import time
+    start = time.perf_counter()
+    import numpy as np
+    from srsan_np import model
+    from srsan_np.data import Sessions, make_batch
+    from srsan_np.evaluate import ranks_pessimistic
+    from srsan_np.optim import Adam
+    imported = time.perf_counter()
+    rng = np.random.default_rng(0)
+    V = 43_000
+    prefixes = [list(rng.integers(1, V + 1, size=n)) for n in rng.integers(1, 12, size=100)]
+    sessions = Sessions.from_lists(prefixes, rng.integers(1, V + 1, size=100))
+    config = model.Config(n_items=V)
+    params = model.init_params(config, 0)
+    batch = make_batch(sessions, np.arange(100), config.mode)
+    loss, grads = model.loss_and_grads(params, batch, config, rng)
+    Adam(params).step(grads)
+    stepped = time.perf_counter()
+    ranks_pessimistic(model.score(params, batch, config), batch.targets)
+    print(imported - start, stepped - start, time.perf_counter() - start)
+""")
+
+
+def measure_compile():
+    """Cold and warm start-to-first-step in fresh interpreters (seconds)."""
+    out = {}
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        for name in ("cold", "warm"):
+            start = time.perf_counter()
+            res = subprocess.run([sys.executable, "-c", FIRST_STEP], env=env, check=True,
+                                 capture_output=True, text=True)
+            total = time.perf_counter() - start
+            imported, stepped, evaluated = map(float, res.stdout.split())
+            out[f"{name}_start_s"] = total - (evaluated - stepped)  # launch .. first step
+            out[f"{name}_import_s"] = imported
+            out[f"{name}_first_eval_s"] = evaluated - stepped
+    return out
+
+
+# A fresh interpreter: a Yoochoose 1/4-sized training set in the ragged store, then training.
+YOOCHOOSE = textwrap.dedent("""
+    import gc, resource, time
+    import numpy as np
+    from srsan_np import model
+    from srsan_np.data import iterate_batches
+    from srsan_np.data.store import Sessions, gather_ragged
+    from srsan_np.optim import Adam
+
+    def rss_mb():
+        with open("/proc/self/status") as f:
+            return next(int(l.split()[1]) for l in f if l.startswith("VmRSS")) / 1024
+
+    base = rss_mb()
+    rng = np.random.default_rng(0)
+    V, n_sessions = 30_000, {n_sessions}
+    lengths = 1 + rng.geometric(1 / 2.57, size=n_sessions)  # >= 2 clicks, mean 3.57
+    starts = np.concatenate([[0], np.cumsum(lengths)])
+    clicks = (rng.zipf(1.3, size=int(starts[-1])) % V + 1).astype(np.int32)
+    # session s of length L gives examples k = 1..L-1: prefix clicks[s:s+k], target clicks[s+k]
+    session = np.repeat(np.arange(n_sessions), lengths - 1)
+    k = np.arange(len(session)) - np.repeat(np.cumsum(lengths - 1) - (lengths - 1), lengths - 1) + 1
+    items, offsets = gather_ragged(clicks, starts[session], k)
+    train = Sessions(items, offsets, clicks[starts[session] + k])
+    del clicks, session, k, starts, lengths, items, offsets
+    gc.collect()
+    held = rss_mb()
+    config = model.Config(n_items=V)
+    params = model.init_params(config, 0)
+    optimizer = Adam(params, weight_decay=1e-5)
+    for i, batch in enumerate(iterate_batches(train, 100, config.mode, rng)):
+        optimizer.step(model.loss_and_grads(params, batch, config, rng)[1])
+        if i == 3:
+            break
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    nbytes = train.items.nbytes + train.offsets.nbytes + train.targets.nbytes
+    print(len(train), nbytes / 2**20, base, held, rss_mb(), peak)
+""")
+
+
+def measure_memory(n_sessions=2_330_000):
+    res = subprocess.run([sys.executable, "-c", YOOCHOOSE.format(n_sessions=n_sessions)],
+                         check=True, capture_output=True, text=True)
+    n, data_mb, base, held, training, peak = map(float, res.stdout.split())
+    return {"yoochoose4_examples": int(n), "yoochoose4_data_mb": data_mb,
+            "rss_after_import_mb": base, "rss_holding_data_mb": held,
+            "rss_training_mb": training, "yoochoose4_peak_mb": peak}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer repetitions; skip the compile and memory subprocesses")
+    parser.add_argument("--reps", type=int, help="train steps timed (default 100, quick 30)")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    reps = args.reps or (30 if args.quick else 100)
+
+    from srsan_np.data import sample_dataset
+
+    results = {"load_before": _load(), "cores": os.cpu_count(),
+               "env": {k: os.environ.get(k) for k in
+                       ("OMP_WAIT_POLICY", "NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                        "OMP_NUM_THREADS", "NUMBA_THREADING_LAYER")}}
+    start = time.perf_counter()
+    dataset = sample_dataset(0, "diginetica")
+    results["generate_s"] = time.perf_counter() - start
+    results.update(n_items=dataset.n_items, n_train=len(dataset.train), n_test=len(dataset.test))
+    results.update(measure_step(dataset, reps))
+    results.update(measure_eval(dataset, 20 if args.quick else 60))
+    steps = -(-len(dataset.train) // 100)
+    results["epoch_extrapolated_s"] = (
+        steps * (results["step_ms"] + results["batch_build_ms"])
+        + -(-len(dataset.test) // 100) * results["eval_batch_ms"]) / 1e3
+    if not args.quick:
+        results.update(measure_compile())
+        results.update(measure_memory())
+    results["load_after"] = _load()
+
+    import numba
+    results["numba_threads"] = numba.get_num_threads()
+    results["threading_layer"] = numba.threading_layer()
+    rows = [
+        ("load average (before / after)", f"{results['load_before']} / {results['load_after']}"
+         f" on {results['cores']} cores"),
+        ("threads", f"Numba {results['numba_threads']} ({results['threading_layer']}), "
+         f"OPENBLAS_NUM_THREADS={results['env']['OPENBLAS_NUM_THREADS']}"),
+        ("data", f"{results['n_train']:,} train / {results['n_test']:,} test examples, "
+         f"V = {results['n_items']:,}, median T {results['median_T']}"),
+        ("GEMM floor (3 GEMMs)", f"{results['floor_ms']:.1f} ms"),
+        ("train step", f"{results['step_ms']:.1f} ms = {results['step_vs_floor']:.2f} x floor "
+         f"(target <= {TARGETS['step_vs_floor']})"),
+        ("batch building", f"{results['batch_build_ms']:.2f} ms"),
+        ("forward GEMM", f"{results['forward_gemm_ms']:.1f} ms"),
+        ("evaluation batch", f"{results['eval_batch_ms']:.1f} ms = "
+         f"{results['eval_vs_forward_gemm']:.2f} x forward GEMM "
+         f"(target <= {TARGETS['eval_vs_forward_gemm']})"),
+        ("epoch, extrapolated", f"{results['epoch_extrapolated_s'] / 60:.1f} min"),
+    ]
+    if not args.quick:
+        rows += [
+            ("cold start -> first step", f"{results['cold_start_s']:.1f} s"),
+            ("warm start -> first step", f"{results['warm_start_s']:.1f} s "
+             f"(target < {TARGETS['warm_start_s']})"),
+            ("Yoochoose 1/4 training set", f"{results['yoochoose4_examples']:,} examples, "
+             f"{results['yoochoose4_data_mb']:.0f} MB of arrays"),
+            ("  peak RSS training on it", f"{results['yoochoose4_peak_mb']:.0f} MB "
+             f"(target < {TARGETS['yoochoose4_peak_mb']})"),
+        ]
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name.ljust(width)}  {value}")
+    text = json.dumps(results, indent=2)
+    print(text)
+    if args.json:
+        args.json.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -284,8 +284,8 @@ def loss_and_grads(params, batch, config, rng):
         dP = np.zeros_like(params["position.weight"])  # (max_len, D)
         dP[: dx.shape[1]] = dx.sum(axis=0)
         grads["position.weight"] = dP
-    # forward: x = E[ids]; the lookup path's share of the tied table
-    grads["embedding.weight"] = dE_scores + embedding_backward(dx, emb_cache)
+    # forward: x = E[ids]; the lookup path's share of the tied table, added in place
+    grads["embedding.weight"] = embedding_backward(dx, emb_cache, dW=dE_scores)
     return loss, {name: grads[name] for name in params}
 
 

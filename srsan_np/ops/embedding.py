@@ -35,9 +35,8 @@ def _embedding_forward_kernel(ids, W):
 
 
 @njit(cache=True)
-def _embedding_backward_kernel(dout, ids, n_rows):
+def _embedding_backward_kernel(dout, ids, dW):
     N, D = dout.shape
-    dW = np.zeros((n_rows, D), dtype=dout.dtype)  # (V + 1, D)
     # Serial on purpose: the same id occurs many times in a batch (popular items, padding),
     # and two threads adding into one row of dW would race.
     for n in range(N):
@@ -45,7 +44,6 @@ def _embedding_backward_kernel(dout, ids, n_rows):
         for d in range(D):
             # forward: out[n, d] = W[ids[n], d], so dW[ids[n], d] += dout[n, d]
             dW[row, d] += dout[n, d]
-    return dW
 
 
 def embedding_forward(ids: np.ndarray, W: np.ndarray):
@@ -83,17 +81,22 @@ def embedding_forward(ids: np.ndarray, W: np.ndarray):
     return out.reshape(*ids.shape, W.shape[1]), EmbeddingCache(ids, W.shape[0])
 
 
-def embedding_backward(dout: np.ndarray, cache: EmbeddingCache):
+def embedding_backward(dout: np.ndarray, cache: EmbeddingCache, dW: np.ndarray | None = None):
     """Gradient of the lookup with respect to the table.
 
     Parameters
     ----------
     dout : np.ndarray, (B, T, D)
     cache : EmbeddingCache
+    dW : np.ndarray, (V + 1, D), C-contiguous, dtype of ``dout``, or None
+        A gradient of the table to add this one into, in place (llm.c's "backward
+        accumulates"): the model passes the scoring layer's share of the tied table, so the
+        sum costs a pass over the ``B T`` looked-up rows, not over all ``V + 1``. None: a
+        fresh zero table.
 
     Returns
     -------
-    dW : np.ndarray, (V + 1, D), dense, dtype of ``dout``
+    dW : np.ndarray, (V + 1, D), dense, dtype of ``dout`` (the argument ``dW`` if given)
 
     Notes
     -----
@@ -108,5 +111,13 @@ def embedding_backward(dout: np.ndarray, cache: EmbeddingCache):
         raise ValueError(
             f"embedding_backward: dout has shape {dout.shape}, expected {(*ids.shape, 'D')}"
         )
+    if dW is None:
+        dW = np.zeros((n_rows, dout.shape[-1]), dtype=dout.dtype)  # (V + 1, D)
+    elif dW.shape != (n_rows, dout.shape[-1]) or dW.dtype != dout.dtype or not dW.flags.c_contiguous:
+        raise ValueError(
+            f"embedding_backward: dW must be a C-contiguous {dout.dtype} array of shape "
+            f"{(n_rows, dout.shape[-1])}, got {dW.dtype} {dW.shape}"
+        )
     dout2 = np.ascontiguousarray(dout).reshape(-1, dout.shape[-1])  # (N, D)
-    return _embedding_backward_kernel(dout2, ids.reshape(-1), n_rows)
+    _embedding_backward_kernel(dout2, ids.reshape(-1), dW)
+    return dW

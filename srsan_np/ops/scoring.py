@@ -8,11 +8,17 @@ batch (``nn.CrossEntropyLoss`` with target ``item - 1``). Column ``j`` of the sc
 ``j + 1``.
 
 Speed. With ``V`` in the tens of thousands the head dominates a training step. Its three
-matrix products (``S = h E^T``, ``dh = dS E``, ``dE = dS^T h``) go to BLAS. Everything else
-is a whole-array NumPy pass, with no Numba kernel on purpose: NumPy's ``exp``, ``max`` and
-row ``sum`` are SIMD-vectorised, while a Numba loop gets a scalar ``exp`` and cannot
-vectorise a NaN-preserving max or a float sum without ``fastmath`` (measured on
-100 x 43097 float32: about 12 ms in NumPy against 30 ms or more in such kernels).
+matrix products (``S = h E^T``, ``dh = dS E``, ``dE = dS^T h``) go to BLAS. The softmax
+around them is four whole-array NumPy passes over the ``(B, V)`` scores (row max,
+subtract, ``exp`` in place, row sum), with no Numba kernel on purpose: NumPy's ``exp``,
+``max`` and row ``sum`` are SIMD-vectorised, while a Numba loop gets a scalar ``exp`` here
+(no SVML) and cannot vectorise a NaN-preserving max or a float sum without ``fastmath``
+(measured on 100 x 43097 float32: about 12 ms in NumPy against 30 ms or more in such
+kernels). Nothing else touches a ``(B, V)`` array: the probabilities are never normalised
+in memory (``P = U / total`` row by row, with ``U = exp(S - m)``, so the ``1 / total`` and
+the ``1 / B`` of the mean scale the small ``(B, D)`` operands of the backward products
+instead), and the one-hot part of ``dS = (P - Y) / B`` is applied to the ``B`` target rows
+of the products' results rather than to ``dS`` (see :func:`softmax_cross_entropy_backward`).
 """
 
 from __future__ import annotations
@@ -42,10 +48,16 @@ class ReadoutCache(NamedTuple):
 class SoftmaxCrossEntropyCache(NamedTuple):
     """What :func:`softmax_cross_entropy_backward` needs."""
 
-    probs: np.ndarray  # (B, V) softmax over items 1..V
+    exp_shifted: np.ndarray  # (B, V) U = exp(s - max_v s_v), unnormalised probabilities
+    total: np.ndarray  # (B,) sum_v U_v, so that P = U / total
     targets: np.ndarray  # (B,) int, items in 1..V
     h: np.ndarray  # (B, D) session vectors
     E: np.ndarray  # (V + 1, D) embedding table
+
+    @property
+    def probs(self) -> np.ndarray:
+        """(B, V) the softmax over items 1..V (computed on demand, for readers)."""
+        return self.exp_shifted / self.total.astype(self.exp_shifted.dtype)[:, None]
 
 
 def readout_forward(x: np.ndarray, last: np.ndarray):
@@ -153,7 +165,8 @@ def softmax_cross_entropy(h: np.ndarray, E: np.ndarray, targets: np.ndarray):
     loss : float
         Mean cross-entropy over the batch (computed in float64 from the per-row terms).
     cache : SoftmaxCrossEntropyCache
-        Holds the ``(B, V)`` probabilities.
+        Holds the ``(B, V)`` unnormalised probabilities and their row sums
+        (``cache.probs`` gives the normalised ones).
 
     Notes
     -----
@@ -175,14 +188,13 @@ def softmax_cross_entropy(h: np.ndarray, E: np.ndarray, targets: np.ndarray):
             f"got min {targets.min()}, max {targets.max()}"
         )
     rows = np.arange(h.shape[0])
-    probs = h @ E[1:].T  # (B, V) scores, turned into probabilities in place below
-    probs -= probs.max(axis=1, keepdims=True)  # s - m: the largest term is exp(0) = 1
-    target_shifted = probs[rows, targets - 1].astype(np.float64)  # (B,) s_target - m
-    np.exp(probs, out=probs)
-    total = probs.sum(axis=1, dtype=np.float64)  # (B,) pairwise sums, in float64
-    probs *= (1.0 / total).astype(probs.dtype)[:, None]
-    loss = float(np.mean(np.log(total) - target_shifted))
-    return loss, SoftmaxCrossEntropyCache(probs, targets, h, E)
+    exp_shifted = h @ E[1:].T  # (B, V) scores s, turned into U = exp(s - m) in place below
+    exp_shifted -= exp_shifted.max(axis=1, keepdims=True)  # s - m: the largest term is exp(0)
+    target_shifted = exp_shifted[rows, targets - 1].astype(np.float64)  # (B,) s_target - m
+    np.exp(exp_shifted, out=exp_shifted)
+    total = exp_shifted.sum(axis=1)  # (B,) pairwise sums, >= 1 (the max's own term)
+    loss = float(np.mean(np.log(total.astype(np.float64)) - target_shifted))
+    return loss, SoftmaxCrossEntropyCache(exp_shifted, total, targets, h, E)
 
 
 def softmax_cross_entropy_backward(dloss: float, cache: SoftmaxCrossEntropyCache):
@@ -204,17 +216,28 @@ def softmax_cross_entropy_backward(dloss: float, cache: SoftmaxCrossEntropyCache
     Notes
     -----
     ``dS = dloss * (P - Y) / B`` with ``Y`` the one-hot targets (B, V); then the forward
-    line ``S = h E[1:]^T`` gives ``dh = dS E[1:]`` and ``dE[1:] = dS^T h``.
+    line ``S = h E[1:]^T`` gives ``dh = dS E[1:]`` and ``dE[1:] = dS^T h``. Neither ``P``
+    nor ``dS`` is formed: with ``P = U / total`` (row ``b`` divided by ``total_b``) and
+    ``c_b = dloss / (B total_b)``, the products split into a dense part and a one-hot part,
+
+    ``dh[b]  = c_b (U E[1:])[b]  -  (dloss / B) E[targets[b]]``,
+    ``dE[1:] = U^T (c h)         -  (dloss / B) sum_b onehot(targets[b] - 1) h[b]^T``,
+
+    so the row scaling falls on the small ``(B, D)`` operands and the one-hot part touches
+    ``B`` rows of the results.
     """
-    probs, targets, h, E = cache
-    B = probs.shape[0]
+    U, total, targets, h, E = cache
+    B = U.shape[0]
     # forward: loss = (1/B) sum_b [log sum_v exp(s_bv) - s_b,target], so
     # dloss/ds_bv = (p_bv - [v == target_b]) / B, times the upstream dloss
-    scale = probs.dtype.type(dloss / B)
-    dscores = probs * scale  # (B, V)
-    dscores[np.arange(B), targets - 1] -= scale  # one (b, target_b) per row: no repeats
-    dh = dscores @ E[1:]  # (B, D)
+    scale = dloss / B
+    row_scale = (scale / total.astype(np.float64)).astype(U.dtype)[:, None]  # (B, 1) c_b
+    dh = U @ E[1:]  # (B, D), the dense part, then its row scaling and the one-hot part
+    dh *= row_scale
+    dh -= U.dtype.type(scale) * E[targets]
     dE = np.empty_like(E)  # (V + 1, D)
-    dE[0] = 0.0
-    np.matmul(dscores.T, h, out=dE[1:])
+    dE[0] = 0.0  # padding is never a candidate
+    np.matmul(U.T, h * row_scale, out=dE[1:])
+    # the one-hot part: rows of repeated targets accumulate (np.subtract.at, not -=)
+    np.subtract.at(dE, targets, U.dtype.type(scale) * h)
     return dh, dE

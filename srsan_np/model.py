@@ -218,8 +218,12 @@ def _layer(params, i):
     return {key[len(prefix):]: value for key, value in params.items() if key.startswith(prefix)}
 
 
-def _forward(params, batch, config, rng):
-    """Embedding and encoder: ``x`` (B, T, D) and the caches to go back through them."""
+def _forward(params, batch, config, rng, read_out_only=False):
+    """Embedding and encoder: ``x`` and the caches to go back through them.
+
+    ``x`` is (B, T, D); with ``read_out_only`` the last layer computes only each row's
+    read-out position, and ``x`` is (B, 1, D) (see :func:`loss_and_grads`).
+    """
     _check_params(params, config)
     x, emb_cache = embedding_forward(batch.inputs, params["embedding.weight"])  # (B, T, D)
     T = x.shape[1]
@@ -235,12 +239,15 @@ def _forward(params, batch, config, rng):
     p = config.dropout if rng is not None else 0.0
     layer_caches = []
     for i in range(config.layers):
-        x, cache = encoder_layer_forward(x, _layer(params, i), config.heads, key_mask, p, rng)
+        last = batch.last if read_out_only and i == config.layers - 1 else None
+        x, cache = encoder_layer_forward(
+            x, _layer(params, i), config.heads, key_mask, p, rng, last
+        )
         layer_caches.append(cache)
     return x, emb_cache, layer_caches
 
 
-def loss_and_grads(params, batch, config, rng):
+def loss_and_grads(params, batch, config, rng, read_out_only=True):
     """Mean cross-entropy of the next click and the gradient of every parameter.
 
     Parameters
@@ -252,6 +259,12 @@ def loss_and_grads(params, batch, config, rng):
     config : Config
     rng : numpy.random.Generator or None
         Dropout masks (training); None: no dropout (the loss of the evaluation model).
+    read_out_only : bool
+        True (the fast path): the last encoder layer computes its output at the read-out
+        position of each session only -- the only one the loss reads -- with keys and
+        values from every position. False: every position, as the paper's figure draws it.
+        Without dropout both give the same loss and gradients (up to rounding); with
+        dropout both are exact for their own masks, which are drawn for different shapes.
 
     Returns
     -------
@@ -264,16 +277,18 @@ def loss_and_grads(params, batch, config, rng):
     The embedding table ``E`` is used twice, to encode the input and to score the items,
     so its gradient is the sum of both paths (``dE = dE_scores + dE_lookup``).
     """
-    x, emb_cache, layer_caches = _forward(params, batch, config, rng)
+    x, emb_cache, layer_caches = _forward(params, batch, config, rng, read_out_only)
     E = params["embedding.weight"]
-    h, readout_cache = readout_forward(x, batch.last)  # (B, D)
+    # read_out_only: x is (B, 1, D), already at the read-out positions
+    last = np.zeros_like(batch.last) if read_out_only else batch.last
+    h, readout_cache = readout_forward(x, last)  # (B, D)
     loss, loss_cache = softmax_cross_entropy(h, E, batch.targets)
 
     grads = {}
     # forward: loss = CE(h E[1:]^T, targets); the scoring path's share of dE
     dh, dE_scores = softmax_cross_entropy_backward(1.0, loss_cache)
     # forward: h = x[b, last[b]]
-    dx = readout_backward(dh, readout_cache)  # (B, T, D)
+    dx = readout_backward(dh, readout_cache)  # (B, T, D), or (B, 1, D) if read_out_only
     # forward: x = layer_i(x), i = 0 .. L-1
     for i in reversed(range(config.layers)):
         dx, dlayer = encoder_layer_backward(dx, layer_caches[i])
@@ -291,9 +306,8 @@ def loss_and_grads(params, batch, config, rng):
 
 def score(params, batch, config) -> np.ndarray:
     """Evaluation-mode scores (no dropout): ``(B, V)``, column ``j`` is item ``j + 1``."""
-    x, _, _ = _forward(params, batch, config, None)
-    h, _ = readout_forward(x, batch.last)  # (B, D)
-    return scores_forward(h, params["embedding.weight"])
+    x, _, _ = _forward(params, batch, config, None, read_out_only=True)  # (B, 1, D)
+    return scores_forward(x[:, 0], params["embedding.weight"])
 
 
 def attention_maps(params, batch, config) -> list[np.ndarray]:

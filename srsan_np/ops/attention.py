@@ -26,6 +26,12 @@ thread count. (Writing the products as Numba loops too, llm.c style, measured 10
 times slower than BLAS for T = 20..70 on these machines.) Dropout sits where PyTorch puts
 it, on the attention weights after the softmax and before they multiply the values, and
 is the shared :mod:`srsan_np.ops.dropout` op.
+
+Queries at the read-out only. SR-SAN reads one position per session (the last click), so
+the last encoder layer needs its output there alone: keys and values from every position,
+a query from one. ``last`` selects those query positions (``Tq = 1`` instead of ``T``);
+every step above is the same with ``Tq`` query rows, and the input projection is done as
+its query third (on the selected rows) and its key/value two thirds (on all rows).
 """
 
 from __future__ import annotations
@@ -43,12 +49,14 @@ from .linear import linear_backward, linear_forward
 class AttentionCache(NamedTuple):
     """What :func:`attention_backward` needs, plus the weights the notebooks plot."""
 
-    in_cache: Any          # cache of the input projection x -> qkv
-    q: np.ndarray          # (B, H, T, dh) queries, not yet scaled
+    q_cache: Any           # cache of the query projection xq -> q
+    kv_cache: Any          # cache of the key/value projection x -> [k, v]
+    last: Any              # (B,) query positions, or None: every position is a query
+    q: np.ndarray          # (B, H, Tq, dh) queries, not yet scaled
     k: np.ndarray          # (B, H, T, dh) keys
     v: np.ndarray          # (B, H, T, dh) values
-    att: np.ndarray        # (B, H, T, T) attention weights after the softmax
-    att_drop: np.ndarray   # (B, H, T, T) the same after dropout (``att`` itself if none)
+    att: np.ndarray        # (B, H, Tq, T) attention weights after the softmax
+    att_drop: np.ndarray   # (B, H, Tq, T) the same after dropout (``att`` itself if none)
     drop_cache: Any        # cache of the dropout on the attention weights
     out_cache: Any         # cache of the output projection y -> out
 
@@ -64,21 +72,21 @@ def _masked_softmax_kernel(scores, key_mask):
 
     Parameters
     ----------
-    scores : (B, H, T, T) float
+    scores : (B, H, Tq, T) float
     key_mask : (B, T) bool, True where the key is a real token
 
     Returns
     -------
-    att : (B, H, T, T), ``att[b, h, t, s] = exp(S_s - m) / sum_{real s'} exp(S_s' - m)``
+    att : (B, H, Tq, T), ``att[b, h, t, s] = exp(S_s - m) / sum_{real s'} exp(S_s' - m)``
         on real keys ``s`` (``m`` the largest real score of the row, so the largest term
         is exp(0) = 1 and nothing overflows), 0 on masked keys. A row whose keys are all
         masked stays all 0 instead of the 0/0 = NaN of the formula.
     """
-    B, H, T, _ = scores.shape
-    att = np.zeros_like(scores)  # (B, H, T, T)
+    B, H, Tq, T = scores.shape
+    att = np.zeros_like(scores)  # (B, H, Tq, T)
     for b in prange(B):
         for h in range(H):
-            for t in range(T):
+            for t in range(Tq):
                 m = -np.inf
                 for s in range(T):
                     if key_mask[b, s]:
@@ -101,13 +109,13 @@ def _softmax_backward_kernel(datt, att):
     """Gradient of a row softmax: ``dS[s] = A[s] (dA[s] - sum_r A[r] dA[r])``.
 
     Masked keys have ``A = 0`` and so get ``dS = 0``; a fully masked row is all 0 and
-    passes nothing back. Returns ``dscores`` (B, H, T, T).
+    passes nothing back. Returns ``dscores`` (B, H, Tq, T).
     """
-    B, H, T, _ = att.shape
-    dscores = np.empty_like(att)  # (B, H, T, T)
+    B, H, Tq, T = att.shape
+    dscores = np.empty_like(att)  # (B, H, Tq, T)
     for b in prange(B):
         for h in range(H):
-            for t in range(T):
+            for t in range(Tq):
                 inner = 0.0
                 for s in range(T):
                     inner += att[b, h, t, s] * datt[b, h, t, s]
@@ -133,7 +141,27 @@ def _merge_heads(a):
     return a.transpose(0, 2, 1, 3).reshape(B, T, H * dh)
 
 
-def _check_inputs(x, in_w, in_b, out_w, out_b, n_heads, key_mask, p):
+def select_queries(x, last):
+    """The query rows of ``x`` (B, T, D): all of them (``last`` None) or ``x[b, last[b]]``
+    as (B, 1, D)."""
+    if last is None:
+        return x
+    return x[np.arange(x.shape[0]), last][:, None, :]  # (B, 1, D)
+
+
+def add_query_gradient(dx, dxq, last):
+    """Backward of :func:`select_queries`, added into ``dx`` (B, T, D) in place.
+
+    Each ``(b, last[b])`` is one position per row, so the fancy-index ``+=`` drops nothing.
+    """
+    if last is None:
+        dx += dxq
+    else:
+        dx[np.arange(dx.shape[0]), last] += dxq[:, 0]
+    return dx
+
+
+def _check_inputs(x, in_w, in_b, out_w, out_b, n_heads, key_mask, p, last):
     if x.ndim != 3:
         raise ValueError(f"attention_forward: x must be (B, T, D), got shape {x.shape}")
     B, T, D = x.shape
@@ -161,9 +189,20 @@ def _check_inputs(x, in_w, in_b, out_w, out_b, n_heads, key_mask, p):
             )
     if not 0.0 <= p < 1.0:
         raise ValueError(f"attention_forward: dropout p={p!r} must be in [0, 1)")
+    if last is not None:
+        last = np.asarray(last)
+        if last.shape != (B,) or last.dtype.kind not in "iu" or (
+            last.size and (last.min() < 0 or last.max() >= T)
+        ):
+            raise ValueError(
+                f"attention_forward: last must be ({B},) integers in 0..{T - 1}, got "
+                f"{last.dtype} {last.shape}"
+            )
 
 
-def attention_forward(x, in_w, in_b, out_w, out_b, n_heads, key_mask=None, p=0.0, rng=None):
+def attention_forward(
+    x, in_w, in_b, out_w, out_b, n_heads, key_mask=None, p=0.0, rng=None, last=None
+):
     """Multi-head self-attention forward pass (``q = k = v = x``).
 
     Parameters
@@ -185,13 +224,17 @@ def attention_forward(x, in_w, in_b, out_w, out_b, n_heads, key_mask=None, p=0.0
         Dropout probability on the attention weights.
     rng : numpy.random.Generator or None
         Source of the dropout mask; None turns dropout off (evaluation).
+    last : (B,) int or None
+        None: every position queries (``Tq = T``). Given: only position ``last[b]`` of
+        row ``b`` does (``Tq = 1``), attending to every key of its row; the output is then
+        row ``last[b]`` of the full output.
 
     Returns
     -------
-    out : (B, T, D)
+    out : (B, Tq, D)
     cache : AttentionCache
-        ``cache.att`` (B, H, T, T) holds the attention weights after the softmax (rows sum
-        to 1 over the real keys; a query whose keys are all masked has an all-zero row).
+        ``cache.att`` (B, H, Tq, T) holds the attention weights after the softmax (rows
+        sum to 1 over the real keys; a query whose keys are all masked has an all-zero row).
 
     Notes
     -----
@@ -205,25 +248,29 @@ def attention_forward(x, in_w, in_b, out_w, out_b, n_heads, key_mask=None, p=0.0
     the same weights and ``key_padding_mask = ~key_mask`` (which would give NaN on a fully
     masked row where this gives 0).
     """
-    _check_inputs(x, in_w, in_b, out_w, out_b, n_heads, key_mask, p)
+    _check_inputs(x, in_w, in_b, out_w, out_b, n_heads, key_mask, p, last)
     B, T, D = x.shape
     if key_mask is None:
         key_mask = np.ones((B, T), dtype=np.bool_)
     key_mask = np.ascontiguousarray(key_mask)
 
-    qkv, in_cache = linear_forward(x, in_w, in_b)  # (B, T, 3D)
-    q = _split_heads(qkv[..., :D], n_heads)  # (B, H, T, dh)
-    k = _split_heads(qkv[..., D : 2 * D], n_heads)  # (B, H, T, dh)
-    v = _split_heads(qkv[..., 2 * D :], n_heads)  # (B, H, T, dh)
+    # the fused projection qkv = x in_w^T + in_b, as its query rows and key/value rows
+    q, q_cache = linear_forward(select_queries(x, last), in_w[:D], in_b[:D])  # (B, Tq, D)
+    kv, kv_cache = linear_forward(x, in_w[D:], in_b[D:])  # (B, T, 2D)
+    q = _split_heads(q, n_heads)  # (B, H, Tq, dh)
+    k = _split_heads(kv[..., :D], n_heads)  # (B, H, T, dh)
+    v = _split_heads(kv[..., D:], n_heads)  # (B, H, T, dh)
     scale = x.dtype.type(1.0 / math.sqrt(D // n_heads))
 
-    scores = (q @ k.transpose(0, 1, 3, 2)) * scale  # (B, H, T, T)
-    att = _masked_softmax_kernel(scores, key_mask)  # (B, H, T, T)
-    att_drop, drop_cache = dropout_forward(att, p, rng)  # (B, H, T, T)
-    y = _merge_heads(att_drop @ v)  # (B, T, D)
-    out, out_cache = linear_forward(y, out_w, out_b)  # (B, T, D)
+    scores = (q @ k.transpose(0, 1, 3, 2)) * scale  # (B, H, Tq, T)
+    att = _masked_softmax_kernel(scores, key_mask)  # (B, H, Tq, T)
+    att_drop, drop_cache = dropout_forward(att, p, rng)  # (B, H, Tq, T)
+    y = _merge_heads(att_drop @ v)  # (B, Tq, D)
+    out, out_cache = linear_forward(y, out_w, out_b)  # (B, Tq, D)
 
-    cache = AttentionCache(in_cache, q, k, v, att, att_drop, drop_cache, out_cache)
+    cache = AttentionCache(
+        q_cache, kv_cache, last, q, k, v, att, att_drop, drop_cache, out_cache
+    )
     return out, cache
 
 
@@ -232,7 +279,7 @@ def attention_backward(dout, cache):
 
     Parameters
     ----------
-    dout : (B, T, D)
+    dout : (B, Tq, D)
         Gradient of the loss w.r.t. ``out``.
     cache : AttentionCache
         From :func:`attention_forward`.
@@ -245,11 +292,11 @@ def attention_backward(dout, cache):
     d_out_w : (D, D)
     d_out_b : (D,)
     """
-    in_cache, q, k, v, att, att_drop, drop_cache, out_cache = cache
-    B, H, T, dh = q.shape
-    if dout.shape != (B, T, H * dh):
+    q_cache, kv_cache, last, q, k, v, att, att_drop, drop_cache, out_cache = cache
+    B, H, Tq, dh = q.shape
+    if dout.shape != (B, Tq, H * dh):
         raise ValueError(
-            f"attention_backward: dout must have shape {(B, T, H * dh)}, got {dout.shape}"
+            f"attention_backward: dout must have shape {(B, Tq, H * dh)}, got {dout.shape}"
         )
     scale = dout.dtype.type(1.0 / math.sqrt(dh))
 
@@ -257,18 +304,23 @@ def attention_backward(dout, cache):
     dy, d_out_w, d_out_b = linear_backward(dout, out_cache)
     dy = _split_heads(dy, H)  # (B, H, T, dh)
     # forward: y = att_drop @ v
-    datt_drop = dy @ v.transpose(0, 1, 3, 2)  # (B, H, T, T)
+    datt_drop = dy @ v.transpose(0, 1, 3, 2)  # (B, H, Tq, T)
     dv = att_drop.transpose(0, 1, 3, 2) @ dy  # (B, H, T, dh)
     # forward: att_drop = dropout(att)
-    datt = np.ascontiguousarray(dropout_backward(datt_drop, drop_cache))  # (B, H, T, T)
+    datt = np.ascontiguousarray(dropout_backward(datt_drop, drop_cache))  # (B, H, Tq, T)
     # forward: att = softmax(scores) over the real keys
-    dscores = _softmax_backward_kernel(datt, att)  # (B, H, T, T)
+    dscores = _softmax_backward_kernel(datt, att)  # (B, H, Tq, T)
     # forward: scores = (q @ k^T) * scale
     dscores *= scale
-    dq = dscores @ k  # (B, H, T, dh)
+    dq = dscores @ k  # (B, H, Tq, dh)
     dk = dscores.transpose(0, 1, 3, 2) @ q  # (B, H, T, dh)
 
-    # forward: qkv = x @ in_w.T + in_b, then split into q, k, v and into heads
-    dqkv = np.concatenate([_merge_heads(dq), _merge_heads(dk), _merge_heads(dv)], axis=-1)
-    dx, d_in_w, d_in_b = linear_backward(dqkv, in_cache)  # dqkv: (B, T, 3D)
+    # forward: [k, v] = x @ in_w[D:].T + in_b[D:], split into heads
+    dkv = np.concatenate([_merge_heads(dk), _merge_heads(dv)], axis=-1)  # (B, T, 2D)
+    dx, d_kv_w, d_kv_b = linear_backward(dkv, kv_cache)  # (B, T, D)
+    # forward: q = select_queries(x, last) @ in_w[:D].T + in_b[:D]
+    dxq, d_q_w, d_q_b = linear_backward(_merge_heads(dq), q_cache)  # (B, Tq, D)
+    add_query_gradient(dx, dxq, last)
+    d_in_w = np.concatenate([d_q_w, d_kv_w])  # (3D, D)
+    d_in_b = np.concatenate([d_q_b, d_kv_b])  # (3D,)
     return dx, d_in_w, d_in_b, d_out_w, d_out_b

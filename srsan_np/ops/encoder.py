@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .attention import attention_backward, attention_forward
+from .attention import add_query_gradient, attention_backward, attention_forward, select_queries
 from .dropout import dropout_backward, dropout_forward
 from .layernorm import layernorm_backward, layernorm_forward
 from .linear import linear_backward, linear_forward
@@ -63,6 +63,7 @@ def layer_shapes(hidden: int, ff: int) -> dict[str, tuple[int, ...]]:
 class EncoderLayerCache(NamedTuple):
     """The caches of the ops of one layer, in forward order."""
 
+    last: Any       # (B,) the positions computed, or None: every position
     attn: Any       # attention; ``attn.att`` (B, H, T, T) are the attention weights
     drop_attn: Any  # dropout on the attention output ("dropout1" in PyTorch)
     norm1: Any
@@ -90,7 +91,7 @@ def _check_layer(x, layer):
             )
 
 
-def encoder_layer_forward(x, layer, n_heads, key_mask=None, p=0.0, rng=None):
+def encoder_layer_forward(x, layer, n_heads, key_mask=None, p=0.0, rng=None, last=None):
     """Forward pass of one post-LN encoder layer.
 
     Parameters
@@ -105,10 +106,16 @@ def encoder_layer_forward(x, layer, n_heads, key_mask=None, p=0.0, rng=None):
         Dropout probability of all four dropouts (PyTorch uses one ``dropout`` argument).
     rng : numpy.random.Generator or None
         None: evaluation, every dropout is the identity.
+    last : (B,) int or None
+        None: the output at every position. Given: only at position ``last[b]`` of each
+        row, ``out`` (B, 1, D) -- the same values as ``out_full[b, last[b]]``. The model's
+        last layer needs nothing else (only the read-out feeds the loss), and then runs the
+        query, the residuals, the norms and the feed-forward block on ``B`` rows instead of
+        ``B T``; keys and values still come from every position.
 
     Returns
     -------
-    out : (B, T, D)
+    out : (B, T, D), or (B, 1, D) when ``last`` is given
     cache : EncoderLayerCache
 
     Notes
@@ -131,9 +138,11 @@ def encoder_layer_forward(x, layer, n_heads, key_mask=None, p=0.0, rng=None):
         key_mask,
         p,
         rng,
-    )  # (B, T, D)
+        last,
+    )  # (B, Tq, D), Tq = T or 1
     a, drop_attn = dropout_forward(a, p, rng)
-    h, norm1 = layernorm_forward(x + a, layer["norm1.weight"], layer["norm1.bias"])  # (B, T, D)
+    xq = select_queries(x, last)  # (B, Tq, D) the residual at the computed positions
+    h, norm1 = layernorm_forward(xq + a, layer["norm1.weight"], layer["norm1.bias"])
     f, linear1 = linear_forward(h, layer["linear1.weight"], layer["linear1.bias"])  # (B, T, F)
     f, relu = relu_forward(f)
     f, drop_ff = dropout_forward(f, p, rng)
@@ -141,7 +150,7 @@ def encoder_layer_forward(x, layer, n_heads, key_mask=None, p=0.0, rng=None):
     f, drop_out = dropout_forward(f, p, rng)
     out, norm2 = layernorm_forward(h + f, layer["norm2.weight"], layer["norm2.bias"])  # (B, T, D)
     cache = EncoderLayerCache(
-        attn, drop_attn, norm1, linear1, relu, drop_ff, linear2, drop_out, norm2
+        last, attn, drop_attn, norm1, linear1, relu, drop_ff, linear2, drop_out, norm2
     )
     return out, cache
 
@@ -151,7 +160,7 @@ def encoder_layer_backward(dout, cache):
 
     Parameters
     ----------
-    dout : (B, T, D)
+    dout : (B, Tq, D), the shape of the forward output
     cache : EncoderLayerCache
 
     Returns
@@ -173,7 +182,7 @@ def encoder_layer_backward(dout, cache):
     # forward: f = linear1(h); h feeds both the residual and the feed-forward block
     dh_ff, g["linear1.weight"], g["linear1.bias"] = linear_backward(df, cache.linear1)
     dh = dh + dh_ff
-    # forward: h = LN1(x + a)
+    # forward: h = LN1(xq + a), xq = select_queries(x, last)
     dsum, g["norm1.weight"], g["norm1.bias"] = layernorm_backward(dh, cache.norm1)
     # forward: a = dropout(Attn(x)); x feeds both the residual and the attention
     da = dropout_backward(dsum, cache.drop_attn)
@@ -184,5 +193,5 @@ def encoder_layer_backward(dout, cache):
         g["self_attn.out_proj.weight"],
         g["self_attn.out_proj.bias"],
     ) = attention_backward(da, cache.attn)
-    dx = dsum + dx_attn
+    dx = add_query_gradient(dx_attn, dsum, cache.last)
     return dx, {key: g[key] for key in LAYER_KEYS}

@@ -30,7 +30,7 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["rel_error", "numerical_gradient", "check_gradient"]
+__all__ = ["rel_error", "numerical_gradient", "richardson_gradient", "check_gradient"]
 
 
 def rel_error(a, b) -> float:
@@ -141,6 +141,42 @@ def numerical_gradient(
     if samples is None:
         return grad.reshape(x.shape)
     return grad, index
+
+
+def richardson_gradient(f, x, dout, h=2e-4, samples=None, rng=None):
+    """Centred differences at ``h`` and ``2h`` combined so that the O(h^2) error cancels.
+
+    ``(4 g(h) - g(2h)) / 3`` has truncation error O(h^4), which allows a step 10 to 20
+    times larger than the usual 1e-5 and so that much less rounding noise (about
+    ``eps * |f| / h``). Use it where some true gradients are tiny beside the output: a few
+    coordinates of an encoder layer's gradients are 1e-5 of the largest (a ReLU unit active
+    at a single position), and at the plain step their rounding noise alone (about 1e-10)
+    exceeds a relative error of 1e-7. A difference across a kink (ReLU at 0) is meaningless
+    at any step: keep pre-activations away from 0 when checking.
+
+    Parameters
+    ----------
+    f, x, dout, samples
+        As in :func:`numerical_gradient`; with ``samples`` both steps use the same
+        coordinates and ``(grad, index)`` is returned.
+    h : float
+        The smaller step.
+    rng : numpy.random.Generator or None
+        Picks the sampled coordinates (default: seed 0).
+    """
+    if samples is None:
+        return (4 * numerical_gradient(f, x, dout, h) - numerical_gradient(f, x, dout, 2 * h)) / 3
+    state = (rng or np.random.default_rng(0)).bit_generator.state
+    g1, index = numerical_gradient(f, x, dout, h, samples, _generator(state))
+    g2, _ = numerical_gradient(f, x, dout, 2 * h, samples, _generator(state))
+    return (4 * g1 - g2) / 3, index
+
+
+def _generator(state):
+    """A generator in the given state, so two calls draw the same coordinates."""
+    bit_generator = getattr(np.random, state["bit_generator"])()
+    bit_generator.state = state
+    return np.random.Generator(bit_generator)
 
 
 def check_gradient(

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from srsan_np.gradcheck import check_gradient, numerical_gradient, rel_error
+from srsan_np.gradcheck import check_gradient, numerical_gradient, rel_error, richardson_gradient
 
 
 def test_rel_error_matches_cs231n_formula():
@@ -64,3 +64,19 @@ def test_x_restored_after_exception():
     with pytest.raises(RuntimeError):
         numerical_gradient(boom, x, 1.0)
     assert np.array_equal(x, np.arange(3.0))
+
+
+def test_richardson_cancels_the_second_order_error():
+    """At a step where centred differences are off by ~h^2/6, Richardson is exact to ~h^4."""
+    rng = np.random.default_rng(5)
+    x = rng.uniform(-2, 2, (4, 3))
+    dout = rng.standard_normal((4, 3))
+    exact = np.cos(x) * dout  # d/dx sum(sin(x) * dout)
+    h = 1e-2
+    centred = numerical_gradient(lambda: np.sin(x), x, dout, h)
+    better = richardson_gradient(lambda: np.sin(x), x, dout, h)
+    assert rel_error(centred, exact) > 1e-6
+    assert rel_error(better, exact) < 1e-9
+    sampled, index = richardson_gradient(lambda: np.sin(x), x, dout, h, samples=5)
+    np.testing.assert_allclose(sampled, better.reshape(-1)[index], rtol=1e-12)
+    assert len(set(index.tolist())) == len(index)

@@ -8,9 +8,8 @@ import pytest
 
 from srsan_np import model
 from srsan_np.data import Batch, Sessions, make_batch
-from srsan_np.gradcheck import rel_error
+from srsan_np.gradcheck import rel_error, richardson_gradient
 from srsan_np.model import Config
-from test_op_encoder import richardson_gradient  # until srsan_np.gradcheck offers it
 
 V, D, H = 11, 8, 2
 

@@ -4,9 +4,8 @@ import numba
 import numpy as np
 import pytest
 
-from srsan_np.gradcheck import rel_error
+from srsan_np.gradcheck import rel_error, richardson_gradient
 from srsan_np.ops.attention import attention_backward, attention_forward
-from test_op_encoder import richardson_gradient  # until srsan_np.gradcheck offers it
 
 B, T, D, H = 2, 5, 8, 2
 

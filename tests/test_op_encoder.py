@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from srsan_np.gradcheck import numerical_gradient, rel_error
+from srsan_np.gradcheck import rel_error, richardson_gradient
 from srsan_np.ops.encoder import (
     LAYER_KEYS,
     encoder_layer_backward,
@@ -30,24 +30,6 @@ def make_layer(seed=0, dtype=np.float64):
     x = rng.standard_normal((B, T, D)).astype(dtype)
     dout = rng.standard_normal((B, T, D)).astype(dtype)
     return x, layer, dout
-
-
-def richardson_gradient(f, x, dout, h=2e-4, samples=None):
-    """Centred differences at ``h`` and ``2h`` combined so the O(h^2) error cancels.
-
-    ``(4 g(h) - g(2h)) / 3`` has truncation error O(h^4), which allows a step 10 to 20
-    times larger than the usual 1e-5 and so that much less rounding noise. A whole layer
-    sums its 80 outputs through two LayerNorms, and a few coordinates of its gradients are
-    1e-5 of the largest (a ReLU unit active at a single position): with the plain step
-    their rounding noise alone (about 1e-10) exceeds a relative error of 1e-7.
-    ``samples``: as :func:`numerical_gradient` (the same coordinates for both steps);
-    returns ``(grad, index)`` then.
-    """
-    if samples is None:
-        return (4 * numerical_gradient(f, x, dout, h) - numerical_gradient(f, x, dout, 2 * h)) / 3
-    g1, index = numerical_gradient(f, x, dout, h, samples, np.random.default_rng(0))
-    g2, _ = numerical_gradient(f, x, dout, 2 * h, samples, np.random.default_rng(0))
-    return (4 * g1 - g2) / 3, index
 
 
 @pytest.mark.parametrize("mask_name", list(MASKS))

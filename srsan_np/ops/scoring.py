@@ -9,8 +9,8 @@ batch (``nn.CrossEntropyLoss`` with target ``item - 1``). Column ``j`` of the sc
 
 Speed. With ``V`` in the tens of thousands the head dominates a training step. Its three
 matrix products (``S = h E^T``, ``dh = dS E``, ``dE = dS^T h``) go to BLAS. The softmax
-around them is four whole-array NumPy passes over the ``(B, V)`` scores (row max,
-subtract, ``exp`` in place, row sum), with no Numba kernel on purpose: NumPy's ``exp``,
+around them is four NumPy passes over each row of the ``(B, V)`` scores (max, subtract,
+``exp`` in place, sum), with no Numba kernel on purpose: NumPy's ``exp``,
 ``max`` and row ``sum`` are SIMD-vectorised, while a Numba loop gets a scalar ``exp`` here
 (no SVML) and cannot vectorise a NaN-preserving max or a float sum without ``fastmath``
 (measured on 100 x 43097 float32: about 12 ms in NumPy against 30 ms or more in such
@@ -187,12 +187,19 @@ def softmax_cross_entropy(h: np.ndarray, E: np.ndarray, targets: np.ndarray):
             f"softmax_cross_entropy: targets must lie in 1..V = 1..{V} (0 is padding), "
             f"got min {targets.min()}, max {targets.max()}"
         )
-    rows = np.arange(h.shape[0])
+    B = h.shape[0]
     exp_shifted = h @ E[1:].T  # (B, V) scores s, turned into U = exp(s - m) in place below
-    exp_shifted -= exp_shifted.max(axis=1, keepdims=True)  # s - m: the largest term is exp(0)
-    target_shifted = exp_shifted[rows, targets - 1].astype(np.float64)  # (B,) s_target - m
-    np.exp(exp_shifted, out=exp_shifted)
-    total = exp_shifted.sum(axis=1)  # (B,) pairwise sums, >= 1 (the max's own term)
+    total = np.empty(B, dtype=h.dtype)  # (B,)
+    target_shifted = np.empty(B, dtype=np.float64)  # (B,) s_target - m
+    # Row by row: one row (V values, ~170 KB in float32) stays in the core's cache through
+    # its four passes, so memory sees one read and one write of the scores instead of
+    # four of each (measured: a third faster than whole-array passes on a busy machine).
+    for b in range(B):
+        row = exp_shifted[b]  # (V,) a view
+        row -= row.max()  # s - m: the largest term is exp(0) = 1, nothing overflows
+        target_shifted[b] = row[targets[b] - 1]
+        np.exp(row, out=row)
+        total[b] = row.sum()  # pairwise sum, >= 1 (the max's own term)
     loss = float(np.mean(np.log(total.astype(np.float64)) - target_shifted))
     return loss, SoftmaxCrossEntropyCache(exp_shifted, total, targets, h, E)
 

@@ -64,7 +64,7 @@ class EncoderLayerCache(NamedTuple):
     """The caches of the ops of one layer, in forward order."""
 
     last: Any       # (B,) the positions computed, or None: every position
-    attn: Any       # attention; ``attn.att`` (B, H, T, T) are the attention weights
+    attn: Any       # attention; ``attn.att`` (B, H, Tq, T) are the attention weights
     drop_attn: Any  # dropout on the attention output ("dropout1" in PyTorch)
     norm1: Any
     linear1: Any

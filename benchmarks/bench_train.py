@@ -26,11 +26,12 @@ this runs on are shared (other jobs move absolute times by 2-5x from minute to m
 
 Threads. ``--threads-matrix`` reruns ``--quick`` in fresh interpreters with Numba and
 OpenBLAS at 1 or 2 threads (they are read when the libraries load). On a machine whose
-cores are busy with other work, one thread each was 2-3x faster per step than the default
-(measured at load 5-8 on 2 cores: 165 ms vs 395 ms), because a thread that waits for a
-descheduled partner loses a whole time slice at every parallel region and every small
-GEMM. The library keeps the default (all cores) since on an idle machine the big GEMMs
-gain from them; compare both on yours.
+cores are busy with other work, two OpenBLAS threads made a step 3-4x slower (2 cores at
+load 4.3: 304 ms with Numba 2 + OpenBLAS 2, 73 ms with Numba 2 + OpenBLAS 1, 104 ms with
+one thread each), because a thread that waits for a descheduled partner loses a whole
+time slice at every small GEMM. Hence the library's default (``srsan_np/__init__.py``): one OpenBLAS thread
+unless ``OPENBLAS_NUM_THREADS`` is set, Numba at its default (all cores). On an idle
+machine the big GEMMs gain from more BLAS threads; compare both on yours.
 
 The load average is printed with the figures: above the core count, re-run.
 """
@@ -48,6 +49,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import srsan_np  # noqa: F401  first: its thread defaults act only before numpy loads
 import numpy as np
 
 TARGETS = {"step_vs_floor": 1.4, "eval_vs_forward_gemm": 1.3, "warm_start_s": 5.0,
@@ -235,7 +237,8 @@ def measure_memory(n_sessions=2_330_000):
 
 
 THREAD_SETTINGS = [
-    {},
+    {},  # the library's default
+    {"NUMBA_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2"},
     {"NUMBA_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"},
     {"NUMBA_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "1"},
     {"NUMBA_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "2"},

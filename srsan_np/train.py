@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from srsan_np import model
 from srsan_np.checkpoint import load_checkpoint, save_checkpoint, write_json

@@ -113,7 +113,8 @@ def embedding_backward(dout: np.ndarray, cache: EmbeddingCache, dW: np.ndarray |
         )
     if dW is None:
         dW = np.zeros((n_rows, dout.shape[-1]), dtype=dout.dtype)  # (V + 1, D)
-    elif dW.shape != (n_rows, dout.shape[-1]) or dW.dtype != dout.dtype or not dW.flags.c_contiguous:
+    elif (dW.shape != (n_rows, dout.shape[-1]) or dW.dtype != dout.dtype
+          or not dW.flags.c_contiguous):
         raise ValueError(
             f"embedding_backward: dW must be a C-contiguous {dout.dtype} array of shape "
             f"{(n_rows, dout.shape[-1])}, got {dW.dtype} {dW.shape}"

@@ -318,7 +318,8 @@ def main() -> int:
          f"{results['step_vs_floor_best']:.2f} x)"),
         ("batch building", f"{results['batch_build_ms']:.2f} ms"),
         ("forward GEMM", f"{results['forward_gemm_ms']:.1f} ms"),
-        ("evaluation batch", f"{results['eval_batch_ms']:.1f} ms = "
+        ("evaluation batch", f"{results['eval_batch_ms']:.1f} ms "
+         f"({1e5 / results['eval_batch_ms']:,.0f} prefixes/s) = "
          f"{results['eval_vs_forward_gemm']:.2f} x forward GEMM "
          f"(target <= {TARGETS['eval_vs_forward_gemm']}; fastest reps "
          f"{results['eval_vs_forward_gemm_best']:.2f} x)"),

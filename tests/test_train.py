@@ -163,3 +163,14 @@ def test_cli_train_rejects_a_bad_config(tmp_path, capsys):
     config.write_text(json.dumps({"model": {"hidden": 10, "heads": 3}}))
     assert main(["train", "--config", str(config), "--out", str(tmp_path / "r")]) == 2
     assert "c.json" in capsys.readouterr().err
+
+
+def test_cli_presets(tmp_path, capsys):
+    assert main(["train", "--config", "nonexistent", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "nonexistent" in err and "original" in err and "sample" in err
+    assert main(["train", "--config", "original", "--epochs", "1", "--hidden", "8",
+                 "--out", str(tmp_path / "o"), "--bootstrap", "0", "--no-baselines"]) == 0
+    config = json.loads((tmp_path / "o" / "config.json").read_text())
+    assert config["model"]["mode"] == "faithful" and config["train"]["valid_fraction"] == 0.0
+    assert config["train"]["epochs"] == 1  # the flag overrides the preset

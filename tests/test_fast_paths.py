@@ -13,12 +13,11 @@ import pytest
 
 from srsan_np import model
 from srsan_np.data import Sessions, make_batch
-from srsan_np.gradcheck import rel_error
+from srsan_np.gradcheck import rel_error, richardson_gradient
 from srsan_np.ops.attention import attention_backward, attention_forward
 from srsan_np.ops.embedding import embedding_backward, embedding_forward
 from srsan_np.ops.encoder import encoder_layer_backward, encoder_layer_forward, layer_shapes
 from test_model import CONFIGS, lively, make
-from test_op_encoder import richardson_gradient
 
 B, T, D, H, F = 3, 5, 8, 2, 12
 LAST = np.array([4, 0, 2], dtype=np.int64)

@@ -29,10 +29,9 @@ OpenBLAS at 1 or 2 threads (they are read when the libraries load). On a machine
 cores are busy with other work, two OpenBLAS threads made a step 3-4x slower (2 cores at
 load 4.3: 304 ms with Numba 2 + OpenBLAS 2, 73 ms with Numba 2 + OpenBLAS 1, 104 ms with
 one thread each), because a thread that waits for a descheduled partner loses a whole
-time slice at every small GEMM. Hence the library's default (``srsan_np/__init__.py``):
-one OpenBLAS thread unless ``OPENBLAS_NUM_THREADS`` is set, Numba at its default (all
-cores). On an idle machine the big GEMMs gain from more BLAS threads; compare both on
-yours.
+time slice at every small GEMM. On an idle 2-core machine the opposite holds: two BLAS
+threads give the fastest step (33.7 against 45.0 ms at load 0.5), so the library leaves
+OpenBLAS at its default (all cores); set ``OPENBLAS_NUM_THREADS=1`` on busy cores.
 
 The load average is printed with the figures: above the core count, re-run.
 """

@@ -18,12 +18,11 @@ import numpy as np
 
 from srsan_np import model
 from srsan_np.baselines import fit_baselines
-from srsan_np.cli import PRESETS_DIR
 from srsan_np.data import sample_dataset
 from srsan_np.data.preprocess import preprocess
 from srsan_np.data.readers import read_diginetica
 from srsan_np.evaluate import bootstrap_ci, evaluate_ranks, format_table, metrics_from_ranks
-from srsan_np.train import TrainConfig, fit
+from srsan_np.train import TrainConfig, fit, load_preset
 
 SHARED_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "sample_train-item-views.csv"
 SHOWN = ("HR@20", "MRR@20", "NDCG@20")
@@ -59,7 +58,7 @@ def main(argv=None):
     parser.add_argument("--csv", type=Path, default=SHARED_CSV)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
-    preset = json.loads((PRESETS_DIR / f"{args.preset}.json").read_text())
+    preset = load_preset(args.preset)
 
     datasets = {"built-in sample": lambda: sample_dataset(0)}
     if args.csv.exists():

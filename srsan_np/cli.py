@@ -163,25 +163,23 @@ def _model_rows(params, config, dataset, ks, n_boot):
 
 # --------------------------------------------------------------------------- train
 
-PRESETS_DIR = Path(__file__).resolve().parent / "configs"
-
-
 def _config_path(args):
     """``--config`` as a file or a preset name; with no data and no config: the sample preset.
 
     The preset ``sample`` (``srsan_np/configs/sample.json``) is the documented configuration
-    for the built-in sample; any other data starts from the original's defaults.
+    for the built-in sample; any other data starts from the original's defaults. A file
+    named like a preset wins over the preset.
     """
+    from srsan_np.train import preset_path
+
     if args.config is None:
-        using_sample = args.data is None and args.input is None
-        return PRESETS_DIR / "sample.json" if using_sample else None
-    preset = PRESETS_DIR / f"{args.config}.json"
-    if not args.config.exists() and preset.exists():
-        return preset
-    if not args.config.exists():
-        raise DataError(f"{args.config}: no such config file (presets: "
-                        f"{', '.join(sorted(p.stem for p in PRESETS_DIR.glob('*.json')))})")
-    return args.config
+        return preset_path("sample") if args.data is None and args.input is None else None
+    if args.config.exists():
+        return args.config
+    try:
+        return preset_path(str(args.config))
+    except ValueError as err:
+        raise DataError(f"{args.config}: no such config file, and {err}") from err
 
 
 def _run_train(args) -> int:

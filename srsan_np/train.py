@@ -34,7 +34,8 @@ from srsan_np.data import iterate_batches, make_batch, split_validation
 from srsan_np.evaluate import evaluate
 from srsan_np.optim import Adam, step_lr
 
-__all__ = ["TrainConfig", "TrainingDiverged", "fit", "model_scorer", "load_run"]
+__all__ = ["TrainConfig", "TrainingDiverged", "fit", "model_scorer", "load_run", "load_preset",
+           "preset_path"]
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,29 @@ class TrainConfig:
         if name not in ("HR", "MRR", "NDCG") or not k.isdigit() or int(k) not in self.ks:
             raise ValueError(f"TrainConfig: select must be HR@K, MRR@K or NDCG@K with K in "
                              f"{self.ks}, got {self.select!r}")
+
+
+PRESETS_DIR = Path(__file__).resolve().parent / "configs"
+
+
+def preset_path(name):
+    """The file of the named configuration in ``srsan_np/configs``; ValueError naming the known ones."""
+    path = PRESETS_DIR / f"{name}.json"
+    if not path.exists():
+        known = ", ".join(sorted(p.stem for p in PRESETS_DIR.glob("*.json")))
+        raise ValueError(f"no preset {name!r} (presets: {known})")
+    return path
+
+
+def load_preset(name):
+    """A named configuration ``{"model": {...}, "train": {...}}`` from ``srsan_np/configs``.
+
+    ``sample``: the configuration chosen on the built-in sample's validation split
+    (sequence mode); ``original``: the original code's protocol (faithful mode, no
+    validation split). The keys are fields of :class:`srsan_np.model.Config` (less
+    ``n_items``) and of :class:`TrainConfig`.
+    """
+    return json.loads(preset_path(name).read_text())
 
 
 class TrainingDiverged(RuntimeError):

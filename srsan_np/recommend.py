@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 
 from srsan_np import model
 from srsan_np.data import Sessions, make_batch

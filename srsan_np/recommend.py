@@ -1,12 +1,11 @@
 """Inference: the top-K next items of a session, and what attention looked at.
 
->>> rec = Recommender.from_run("runs/sample")
+>>> rec = Recommender.from_run("runs/sample-sequence")
 >>> items, scores = rec.recommend([12, 40, 12], k=5)
 >>> maps, tokens = rec.attention([12, 40, 12])   # per layer (H, T, T), and the T tokens
 """
 
 from __future__ import annotations
-
 
 from srsan_np import model
 from srsan_np.data import Sessions, make_batch

@@ -141,6 +141,20 @@ def _merge_heads(a):
     return a.transpose(0, 2, 1, 3).reshape(B, T, H * dh)
 
 
+def _query_sum_product(a, b):
+    """``a^T b`` per head, summed over the queries: (B, H, Tq, M), (B, H, Tq, N) -> (B, H, M, N).
+
+    With one query (``Tq = 1``, the read-out path) the sum has one term, an outer product,
+    done as a broadcast multiply: NumPy's batched ``@`` with an inner dimension of 1 skips
+    BLAS for a generic loop (measured 210-430 us against 90 us for (100, 2, 1, 15)
+    and (100, 2, 1, 48) float32). Both branches compute the same sum (tested).
+    """
+    a_t = a.transpose(0, 1, 3, 2)  # (B, H, M, Tq)
+    if a.shape[2] == 1:
+        return a_t * b  # (B, H, M, 1) * (B, H, 1, N)
+    return a_t @ b
+
+
 def select_queries(x, last):
     """The query rows of ``x`` (B, T, D): all of them (``last`` None) or ``x[b, last[b]]``
     as (B, 1, D)."""
@@ -305,7 +319,7 @@ def attention_backward(dout, cache):
     dy = _split_heads(dy, H)  # (B, H, T, dh)
     # forward: y = att_drop @ v
     datt_drop = dy @ v.transpose(0, 1, 3, 2)  # (B, H, Tq, T)
-    dv = att_drop.transpose(0, 1, 3, 2) @ dy  # (B, H, T, dh)
+    dv = _query_sum_product(att_drop, dy)  # (B, H, T, dh), att_drop^T dy
     # forward: att_drop = dropout(att)
     datt = np.ascontiguousarray(dropout_backward(datt_drop, drop_cache))  # (B, H, Tq, T)
     # forward: att = softmax(scores) over the real keys
@@ -313,7 +327,7 @@ def attention_backward(dout, cache):
     # forward: scores = (q @ k^T) * scale
     dscores *= scale
     dq = dscores @ k  # (B, H, Tq, dh)
-    dk = dscores.transpose(0, 1, 3, 2) @ q  # (B, H, T, dh)
+    dk = _query_sum_product(dscores, q)  # (B, H, T, dh), dscores^T q
 
     # forward: [k, v] = x @ in_w[D:].T + in_b[D:], split into heads
     dkv = np.concatenate([_merge_heads(dk), _merge_heads(dv)], axis=-1)  # (B, T, 2D)

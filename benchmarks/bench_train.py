@@ -33,6 +33,15 @@ time slice at every small GEMM. On an idle 2-core machine the opposite holds: tw
 threads give the fastest step (33.7 against 45.0 ms at load 0.5), so the library leaves
 OpenBLAS at its default (all cores); set ``OPENBLAS_NUM_THREADS=1`` on busy cores.
 
+Idle BLAS workers spin. After every product an OpenBLAS worker thread busy-waits for
+2^28 cycles (``OPENBLAS_THREAD_TIMEOUT``, default 28) before it sleeps: measured, a
+20 ms ``time.sleep`` right after a (100, 2000) x (2000, 2000) product costs 20 ms of
+CPU with the default and 0.04 ms with ``OPENBLAS_THREAD_TIMEOUT=4``. Within a training
+step the products come every few milliseconds, so one of two cores is always taken by a
+spinning worker, and every Numba ``prange`` kernel (Adam, layer norm, the look-up) and any
+other thread between the products gets the other core alone. The last row of
+``--threads-matrix`` measures the default threads with ``OPENBLAS_THREAD_TIMEOUT=4``.
+
 The load average is printed with the figures: above the core count, re-run.
 """
 
@@ -242,6 +251,7 @@ THREAD_SETTINGS = [
     {"NUMBA_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"},
     {"NUMBA_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "1"},
     {"NUMBA_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "2"},
+    {"OPENBLAS_THREAD_TIMEOUT": "4"},  # the default threads, idle BLAS workers sleep at once
 ]
 
 
@@ -282,7 +292,7 @@ def main() -> int:
     results = {"load_before": _load(), "cores": os.cpu_count(),
                "env": {k: os.environ.get(k) for k in
                        ("OMP_WAIT_POLICY", "NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                        "OMP_NUM_THREADS", "NUMBA_THREADING_LAYER")}}
+                        "OPENBLAS_THREAD_TIMEOUT", "OMP_NUM_THREADS", "NUMBA_THREADING_LAYER")}}
     start = time.perf_counter()
     dataset = sample_dataset(0, "diginetica")
     results["generate_s"] = time.perf_counter() - start
@@ -308,7 +318,8 @@ def main() -> int:
         ("load average (before / after)", f"{results['load_before']} / {results['load_after']}"
          f" on {results['cores']} cores"),
         ("threads", f"Numba {results['numba_threads']} ({results['threading_layer']}), "
-         f"OPENBLAS_NUM_THREADS={results['env']['OPENBLAS_NUM_THREADS']}"),
+         f"OPENBLAS_NUM_THREADS={results['env']['OPENBLAS_NUM_THREADS']}, "
+         f"OPENBLAS_THREAD_TIMEOUT={results['env']['OPENBLAS_THREAD_TIMEOUT']}"),
         ("data", f"{results['n_train']:,} train / {results['n_test']:,} test examples, "
          f"V = {results['n_items']:,}, median T {results['median_T']}"),
         ("GEMM floor (3 GEMMs)", f"{results['floor_ms']:.1f} ms"),

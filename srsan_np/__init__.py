@@ -9,4 +9,12 @@ import os
 # parallel kernel runs; a value the user set is kept.
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
+# OpenBLAS's idle workers also spin, 2^28 cycles after every product by default: with the
+# products of a step a few milliseconds apart, one core is always taken by a waiting
+# thread, and Adam, the softmax and Numba's second thread run on what is left (a 20 ms
+# sleep right after a product cost 20 ms of CPU by default, 0.04 ms with 2^4). Measured with
+# `benchmarks/bench_train.py --threads-matrix`: step 1.99x -> 1.69x the GEMM floor. It acts
+# only if set before NumPy loads OpenBLAS, i.e. if srsan_np is imported first.
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
 __version__ = "0.1.0"

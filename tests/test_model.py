@@ -101,6 +101,12 @@ def test_gradients_finite_differences(name, dropout):
             assert np.abs(grad[D : 2 * D]).max() < 1e-12, key
             keep = np.r_[0:D, 2 * D : 3 * D]
             numeric, grad = numeric[keep], grad[keep]
+        # the tensor as a whole: ||numeric - grad|| / (||numeric|| + ||grad||)
+        norms = np.linalg.norm(numeric) + np.linalg.norm(grad)
+        tensor_err = np.linalg.norm(numeric - grad) / norms
+        assert tensor_err < 1e-6, f"{name} {key}: tensor relative error {tensor_err:.2e}"
+        # and every coordinate: relative where the gradient is resolvable above the
+        # difference's rounding noise, absolute below it
         resolved = np.abs(grad) > 3e-5
         assert np.all(np.abs(numeric - grad)[~resolved] < 3e-11), key
         err = rel_error(numeric[resolved], grad[resolved])

@@ -217,6 +217,11 @@ def _run_train(args) -> int:
     print(f"run directory: {out}")
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "data.json", source)
+    if dataset.raw_ids is not None:  # so that `recommend --raw` can speak the log's ids
+        import numpy as np
+        from srsan_np.data.store import atomic_write_stream
+        with atomic_write_stream(out / "raw_ids.npy") as f:
+            np.save(f, dataset.raw_ids)
     summary = fit(dataset, model_config, train_config, out, resume=args.resume)
 
     ks = train_config.ks
@@ -319,7 +324,8 @@ def _run_recommend(args) -> int:
     from srsan_np.recommend import Recommender
     rec = Recommender.from_run(args.run_dir, args.which)
     try:
-        items, scores = rec.recommend(args.items, args.k, drop_unknown=args.drop_unknown)
+        items, scores = rec.recommend(args.items, args.k, drop_unknown=args.drop_unknown,
+                                      raw=args.raw)
     except ValueError as err:
         raise DataError(str(err)) from err
     for rank, (item, score) in enumerate(zip(items, scores), 1):
@@ -336,6 +342,8 @@ def _add_recommend(sub) -> None:
     p.add_argument("-k", type=int, default=20)
     p.add_argument("--which", choices=["best", "last"], default="best")
     p.add_argument("--drop-unknown", action="store_true", help="ignore item ids the model does not know")
+    p.add_argument("--raw", action="store_true",
+                   help="the ITEMs, and the recommendations, are the raw log's item ids")
     p.set_defaults(func=_run_recommend)
 
 

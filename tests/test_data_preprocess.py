@@ -102,3 +102,13 @@ def test_expand_prefixes_longest_first():
 def test_nothing_left_after_filtering_is_a_clear_error(rows, reason):
     with pytest.raises(DataError, match=reason):
         preprocess(clicks(rows), "diginetica")
+
+
+def test_raw_ids_map_items_back_to_the_log():
+    rows = [(1, 11, 0, 1), (1, 10, 0, 2), (1, 12, 0, 3), (2, 12, 1, 1), (2, 10, 1, 2),
+            (3, 10, 0, 1), (3, 11, 0, 2), (4, 12, 1, 1), (4, 11, 1, 2),
+            (6, 10, 2, 1), (6, 11, 2, 2), (6, 12, 2, 3), (7, 12, 3, 1), (7, 10, 3, 2),
+            (5, 10, 12, 1), (5, 11, 12, 2)]  # every item clicked >= 5 times; 5 is the test
+    d = preprocess(clicks(rows), "diginetica").dataset
+    # renumbered by first appearance in the date-sorted training sessions: 11, 10, 12
+    assert d.raw_ids.tolist() == [0, 11, 10, 12]

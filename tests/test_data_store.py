@@ -116,3 +116,14 @@ def test_import_rejects_wrong_shapes(tmp_path):
     (tmp_path / "train.txt").write_bytes(b"\x80\x04\x95")
     with pytest.raises(DataError, match="not a readable pickle"):
         import_pickles(tmp_path)
+
+
+def test_raw_ids_round_trip_and_check(tmp_path, dataset):
+    with_ids = Dataset(dataset.train, dataset.test, 5, {}, np.array([0, 50, 40, 30, 20, 10]))
+    save_dataset(with_ids, tmp_path / "d")
+    assert load_dataset(tmp_path / "d").raw_ids.tolist() == [0, 50, 40, 30, 20, 10]
+    save_dataset(dataset, tmp_path / "e")
+    assert load_dataset(tmp_path / "e").raw_ids is None
+    np.save(tmp_path / "d" / "raw_ids.npy", np.arange(3))
+    with pytest.raises(DataError, match="raw_ids.npy"):
+        load_dataset(tmp_path / "d")

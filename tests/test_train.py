@@ -150,6 +150,17 @@ def test_cli_train_evaluate_recommend(tmp_path, capsys):
 
     assert main(["recommend", str(run), "1", "999999"]) == 2
     assert "999999" in capsys.readouterr().err
+    # the built-in sample is a generated log: its raw ids come along with the run
+    raw_ids = np.load(run / "raw_ids.npy")
+    assert main(["recommend", str(run), "--raw", str(raw_ids[1]), str(raw_ids[2]), "-k", "3"]) == 0
+    raw_lines = capsys.readouterr().out.strip().splitlines()
+    recommended = [int(line.split()[2]) for line in raw_lines]
+    assert set(recommended) <= set(raw_ids[1:].tolist())
+    assert main(["recommend", str(run), "1", "2", "-k", "3"]) == 0
+    plain = [int(line.split()[2]) for line in capsys.readouterr().out.strip().splitlines()]
+    assert recommended == raw_ids[plain].tolist()
+    assert main(["recommend", str(run), "--raw", "-5"]) == 2
+    assert "-5" in capsys.readouterr().err
     rec = Recommender.from_run(run)
     items, _ = rec.recommend([1, 999999, 2], k=3, drop_unknown=True)
     assert len(items) == 3

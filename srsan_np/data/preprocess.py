@@ -217,4 +217,6 @@ def preprocess(clicks: Clicks, dataset: str, fraction: Optional[int] = None) -> 
     }
     kept_train = train_offsets[first_session:] - train_offsets[first_session]
     all_train_seq = (train_items[train_offsets[first_session]:].astype(np.int32), kept_train)
-    return Prepared(Dataset(train, test, n_items, stats), all_train_seq)
+    log_ids = np.zeros(n_items + 1, dtype=np.int64)  # item id -> the log's id; 0 is padding
+    log_ids[new_id] = known
+    return Prepared(Dataset(train, test, n_items, stats, log_ids), all_train_seq)

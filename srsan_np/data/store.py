@@ -19,6 +19,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 from numba import njit
@@ -127,12 +128,17 @@ def _checked_int32(values: np.ndarray, what: str) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Dataset:
-    """A prepared dataset: training and test examples over items ``1..n_items`` (0 = padding)."""
+    """A prepared dataset: training and test examples over items ``1..n_items`` (0 = padding).
+
+    ``raw_ids`` (V + 1,) int64, when known: ``raw_ids[i]`` is the id item ``i`` has in the
+    raw log (``raw_ids[0] = 0``, padding), so recommendations can be read in the log's ids.
+    """
 
     train: Sessions
     test: Sessions
     n_items: int
     stats: dict
+    raw_ids: Optional[np.ndarray] = None
 
 
 # --------------------------------------------------------------------------- atomic writes
@@ -191,13 +197,15 @@ def _write_split(path: Path, sessions: Sessions, n_items: int) -> None:
 
 
 def write_dataset_files(dataset: Dataset, directory) -> None:
-    """Write ``train.npz``, ``test.npz`` and ``stats.json`` into the existing ``directory``.
+    """Write ``train.npz``, ``test.npz``, ``stats.json`` (and ``raw_ids.npy``) into ``directory``.
 
     Not atomic by itself: call it inside :func:`atomic_directory` (as :func:`save_dataset` does).
     """
     directory = Path(directory)
     _write_split(directory / "train.npz", dataset.train, dataset.n_items)
     _write_split(directory / "test.npz", dataset.test, dataset.n_items)
+    if dataset.raw_ids is not None:
+        np.save(directory / "raw_ids.npy", dataset.raw_ids)
     stats = dict(dataset.stats, n_items=int(dataset.n_items))
     (directory / "stats.json").write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n")
 
@@ -239,4 +247,19 @@ def load_dataset(directory) -> Dataset:
         stats = json.loads(stats_path.read_text()) if stats_path.is_file() else {}
     except json.JSONDecodeError as e:
         raise DataError(f"{stats_path}: line {e.lineno}: not JSON ({e.msg})") from None
-    return Dataset(train, test, n_items, stats)
+    return Dataset(train, test, n_items, stats, load_raw_ids(directory / "raw_ids.npy", n_items))
+
+
+def load_raw_ids(path, n_items=None):
+    """The raw-id array saved at ``path`` (``(n_items + 1,)`` if given), or None if there is none."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        raw_ids = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as e:
+        raise DataError(f"{path}: not a raw-id array ({e})") from None
+    expected = (n_items + 1,) if n_items is not None else (len(raw_ids),)
+    if raw_ids.ndim != 1 or raw_ids.shape != expected or raw_ids.dtype.kind not in "iu":
+        raise DataError(f"{path}: expected {expected[0]} integer ids, got {raw_ids.dtype}{raw_ids.shape}")
+    return raw_ids

@@ -227,6 +227,10 @@ def fit(dataset, model_config, train_config, run_dir=None, resume=False, log=pri
             log(f"resumed from {run_dir / 'last.npz'} after epoch {meta['epoch']}")
         write_json(run_dir / "config.json", configs)
 
+    # Built once: the scorers read `params`, which Adam updates in place.
+    score_valid = model_scorer(params, model_config, valid_set) if valid_set is not None else None
+    score_test = model_scorer(params, model_config, dataset.test)
+    train_len_max = int(train_set.lengths().max())  # what recommend pads faithful sessions to
     stale = 0 if best is None else len(history) - 1 - best["epoch"]
     for epoch in range(start, tc.epochs):
         if valid_set is not None and stale >= tc.patience:
@@ -252,10 +256,9 @@ def fit(dataset, model_config, train_config, run_dir=None, resume=False, log=pri
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
         bar.close()
 
-        valid = (evaluate(model_scorer(params, model_config, valid_set), valid_set,
-                          tc.batch_size, tc.ks) if valid_set is not None else None)
-        test = evaluate(model_scorer(params, model_config, dataset.test), dataset.test,
-                        tc.batch_size, tc.ks)
+        valid = (evaluate(score_valid, valid_set, tc.batch_size, tc.ks)
+                 if valid_set is not None else None)
+        test = evaluate(score_test, dataset.test, tc.batch_size, tc.ks)
         record = {"epoch": epoch, "lr": optimizer.lr, "train_loss": loss_sum / seen,
                   "valid": valid, "test": test, "seconds": time.perf_counter() - started}
         history.append(record)
@@ -266,7 +269,7 @@ def fit(dataset, model_config, train_config, run_dir=None, resume=False, log=pri
         stale = 0 if improved else stale + 1
         if run_dir is not None:
             meta = {"config": configs, "epoch": epoch, "history": history, "best": best,
-                    "len_max": int(train_set.lengths().max())}
+                    "len_max": train_len_max}
             adam = {f"adam/{k}": v for k, v in optimizer.state_dict().items()}
             save_checkpoint(run_dir / "last.npz", {**_param_arrays(params), **adam}, meta)
             if improved:

@@ -5,6 +5,8 @@
 - ``model.loss_and_grads(read_out_only=True)`` (the default) equals the full computation,
   and the full computation passes finite differences too (the fast one does in
   ``test_model.py``);
+- the key/value projection at the real (unmasked) positions only equals the all-rows
+  projection there;
 - ``embedding_backward(..., dW=...)`` adds into the given table.
 """
 
@@ -14,7 +16,12 @@ import pytest
 from srsan_np import model
 from srsan_np.data import Sessions, make_batch
 from srsan_np.gradcheck import rel_error, richardson_gradient
-from srsan_np.ops.attention import attention_backward, attention_forward
+from srsan_np.ops.attention import (
+    attention_backward,
+    attention_forward,
+    keys_values_backward,
+    keys_values_forward,
+)
 from srsan_np.ops.embedding import embedding_backward, embedding_forward
 from srsan_np.ops.encoder import encoder_layer_backward, encoder_layer_forward, layer_shapes
 from test_model import CONFIGS, lively, make
@@ -51,6 +58,22 @@ def test_attention_queries_at_last_equal_full_rows(mask):
     for g_fast, g_full in zip(attention_backward(dq, fast_cache),
                               attention_backward(_scatter_rows(dq), full_cache)):
         assert close(g_fast, g_full) < 1e-12
+
+
+def test_keys_values_at_real_positions_equal_all_rows():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((B, T, D))
+    w, b = rng.standard_normal((2 * D, D)), rng.standard_normal(2 * D)
+    real = np.flatnonzero(MASK)
+    full, full_cache = keys_values_forward(x, w, b, None)
+    fast, fast_cache = keys_values_forward(x, w, b, real)
+    assert close(fast[MASK], full[MASK]) < 1e-14 and not fast[~MASK].any()
+    # attention sends exactly 0 to the masked rows; then the gradients are the same
+    dkv = rng.standard_normal((B, T, 2 * D)) * MASK[..., None]
+    fast_grads = keys_values_backward(dkv, fast_cache, real)
+    for g_fast, g_full in zip(fast_grads, keys_values_backward(dkv, full_cache, None)):
+        assert close(g_fast, g_full) < 1e-14
+    assert not fast_grads[0][~MASK].any()
 
 
 @pytest.mark.parametrize("mask", [None, MASK])

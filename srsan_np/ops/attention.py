@@ -32,6 +32,11 @@ the last encoder layer needs its output there alone: keys and values from every 
 a query from one. ``last`` selects those query positions (``Tq = 1`` instead of ``T``);
 every step above is the same with ``Tq`` query rows, and the input projection is done as
 its query third (on the selected rows) and its key/value two thirds (on all rows).
+
+Keys and values at the real positions only. With a key mask, a padded key gets weight
+exactly 0: its key and value never matter, so they are projected only where the mask is
+True (:func:`keys_values_forward`). Batches are padded to their longest session, so this is
+most of the projection's work: on Diginetica-sized batches a fifth of the rows are real.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ class AttentionCache(NamedTuple):
 
     q_cache: Any           # cache of the query projection xq -> q
     kv_cache: Any          # cache of the key/value projection x -> [k, v]
+    real: Any              # flat indices of the real (b, t) positions, or None: all
     last: Any              # (B,) query positions, or None: every position is a query
     q: np.ndarray          # (B, H, Tq, dh) queries, not yet scaled
     k: np.ndarray          # (B, H, T, dh) keys
@@ -175,6 +181,40 @@ def add_query_gradient(dx, dxq, last):
     return dx
 
 
+def keys_values_forward(x, w, b, real):
+    """The key/value projection ``[k, v] = x w^T + b``: (B, T, D) -> (B, T, 2D).
+
+    ``real`` None: at every position. Given (the flat indices ``b * T + t`` of the real
+    keys): at those rows only, the others left 0. A masked key gets attention weight
+    exactly 0, so its key and value never reach the output and their gradients are exactly
+    0; batches are padded to their longest session, and on Diginetica-sized data only
+    about a fifth of the ``B T`` rows are real, so this skips four fifths of the work and
+    changes nothing else (tested against the all-rows projection).
+    """
+    if real is None:
+        return linear_forward(x, w, b)
+    B, T, D = x.shape
+    kv_real, cache = linear_forward(x.reshape(B * T, D)[real], w, b)  # (N, 2D)
+    kv = np.zeros((B * T, w.shape[0]), dtype=x.dtype)  # (B T, 2D)
+    kv[real] = kv_real
+    return kv.reshape(B, T, w.shape[0]), cache
+
+
+def keys_values_backward(dkv, cache, real):
+    """Backward of :func:`keys_values_forward`: ``(dx (B, T, D), dw, db)``.
+
+    Only the real rows of ``dkv`` (B, T, 2D) enter (the others are 0, see the forward), and
+    ``dx`` is 0 at the masked positions.
+    """
+    if real is None:
+        return linear_backward(dkv, cache)
+    B, T, _ = dkv.shape
+    dx_real, dw, db = linear_backward(dkv.reshape(B * T, -1)[real], cache)  # (N, D)
+    dx = np.zeros((B * T, dx_real.shape[1]), dtype=dkv.dtype)  # (B T, D)
+    dx[real] = dx_real
+    return dx.reshape(B, T, dx_real.shape[1]), dw, db
+
+
 def _check_inputs(x, in_w, in_b, out_w, out_b, n_heads, key_mask, p, last):
     if x.ndim != 3:
         raise ValueError(f"attention_forward: x must be (B, T, D), got shape {x.shape}")
@@ -265,12 +305,15 @@ def attention_forward(
     _check_inputs(x, in_w, in_b, out_w, out_b, n_heads, key_mask, p, last)
     B, T, D = x.shape
     if key_mask is None:
+        real = None
         key_mask = np.ones((B, T), dtype=np.bool_)
-    key_mask = np.ascontiguousarray(key_mask)
+    else:
+        key_mask = np.ascontiguousarray(key_mask)
+        real = np.flatnonzero(key_mask)  # (N,) the real keys, b * T + t
 
     # the fused projection qkv = x in_w^T + in_b, as its query rows and key/value rows
     q, q_cache = linear_forward(select_queries(x, last), in_w[:D], in_b[:D])  # (B, Tq, D)
-    kv, kv_cache = linear_forward(x, in_w[D:], in_b[D:])  # (B, T, 2D)
+    kv, kv_cache = keys_values_forward(x, in_w[D:], in_b[D:], real)  # (B, T, 2D)
     q = _split_heads(q, n_heads)  # (B, H, Tq, dh)
     k = _split_heads(kv[..., :D], n_heads)  # (B, H, T, dh)
     v = _split_heads(kv[..., D:], n_heads)  # (B, H, T, dh)
@@ -283,7 +326,7 @@ def attention_forward(
     out, out_cache = linear_forward(y, out_w, out_b)  # (B, Tq, D)
 
     cache = AttentionCache(
-        q_cache, kv_cache, last, q, k, v, att, att_drop, drop_cache, out_cache
+        q_cache, kv_cache, real, last, q, k, v, att, att_drop, drop_cache, out_cache
     )
     return out, cache
 
@@ -306,7 +349,7 @@ def attention_backward(dout, cache):
     d_out_w : (D, D)
     d_out_b : (D,)
     """
-    q_cache, kv_cache, last, q, k, v, att, att_drop, drop_cache, out_cache = cache
+    q_cache, kv_cache, real, last, q, k, v, att, att_drop, drop_cache, out_cache = cache
     B, H, Tq, dh = q.shape
     if dout.shape != (B, Tq, H * dh):
         raise ValueError(
@@ -331,7 +374,7 @@ def attention_backward(dout, cache):
 
     # forward: [k, v] = x @ in_w[D:].T + in_b[D:], split into heads
     dkv = np.concatenate([_merge_heads(dk), _merge_heads(dv)], axis=-1)  # (B, T, 2D)
-    dx, d_kv_w, d_kv_b = linear_backward(dkv, kv_cache)  # (B, T, D)
+    dx, d_kv_w, d_kv_b = keys_values_backward(dkv, kv_cache, real)  # (B, T, D)
     # forward: q = select_queries(x, last) @ in_w[:D].T + in_b[:D]
     dxq, d_q_w, d_q_b = linear_backward(_merge_heads(dq), q_cache)  # (B, Tq, D)
     add_query_gradient(dx, dxq, last)

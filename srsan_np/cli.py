@@ -230,7 +230,8 @@ def _run_train(args) -> int:
     rows["SR-SAN, best epoch on test*"] = summary["best_on_test"]
     if not args.no_baselines:
         rows.update(_baseline_rows(dataset, ks))
-    print(f"\ntest metrics (SR-SAN at epoch {summary['selected_epoch']}, selected by "
+    chosen_lr = f", lr {summary['selected_lr']:g}" if "selected_lr" in summary else ""
+    print(f"\ntest metrics (SR-SAN at epoch {summary['selected_epoch']}{chosen_lr}, selected by "
           f"{summary['selected_by']}):")
     print(format_table(rows))
     print("* the original code's figure: each metric's best epoch, chosen on the test set itself")
@@ -268,7 +269,8 @@ def _add_train(sub) -> None:
     t = p.add_argument_group("training")
     t.add_argument("--epochs", type=int)
     t.add_argument("--batch-size", type=int)
-    t.add_argument("--lr", type=float)
+    t.add_argument("--lr", type=float, nargs="+",
+                   help="learning rate; several: one run each, the best on validation is kept")
     t.add_argument("--l2", type=float)
     t.add_argument("--lr-dc", type=float)
     t.add_argument("--lr-dc-step", type=int)

@@ -48,8 +48,12 @@ class TrainConfig:
         Maximum number of epochs (the original: 12).
     batch_size : int
         Examples per Adam step (100).
-    lr, l2 : float
-        Adam learning rate (1e-3) and coupled L2 weight decay (1e-5).
+    lr : float, or a list of floats
+        Adam learning rate (1e-3). A list is a choice made on validation: one run per
+        rate, all else equal (seed, split, shuffles), and the run with the best validation
+        ``select`` metric is kept (see :func:`fit`).
+    l2 : float
+        Adam's coupled L2 weight decay (1e-5).
     lr_dc, lr_dc_step : float, int
         The learning rate is multiplied by ``lr_dc`` every ``lr_dc_step`` epochs (0.1, 3).
     patience : int
@@ -67,7 +71,7 @@ class TrainConfig:
 
     epochs: int = 12
     batch_size: int = 100
-    lr: float = 1e-3
+    lr: float | tuple = 1e-3
     l2: float = 1e-5
     lr_dc: float = 0.1
     lr_dc_step: int = 3
@@ -79,10 +83,16 @@ class TrainConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "ks", tuple(int(k) for k in self.ks))
+        if isinstance(self.lr, (list, tuple)):
+            rates = tuple(float(lr) for lr in self.lr)
+            object.__setattr__(self, "lr", rates[0] if len(rates) == 1 else rates)
         checks = [
             (self.epochs >= 1, "epochs must be >= 1"),
             (self.batch_size >= 1, "batch_size must be >= 1"),
-            (self.lr > 0, "lr must be > 0"),
+            (len(self.lrs) > 0 and min(self.lrs) > 0, "lr must be > 0 (or a list of them)"),
+            (len(set(self.lrs)) == len(self.lrs), "lr: a list of rates must not repeat one"),
+            (len(self.lrs) == 1 or self.valid_fraction > 0,
+             "a list of learning rates is chosen on validation: valid_fraction must be > 0"),
             (self.l2 >= 0, "l2 must be >= 0"),
             (0 < self.lr_dc <= 1, "lr_dc must be in (0, 1]"),
             (self.lr_dc_step >= 1, "lr_dc_step must be >= 1"),
@@ -97,6 +107,11 @@ class TrainConfig:
         if name not in ("HR", "MRR", "NDCG") or not k.isdigit() or int(k) not in self.ks:
             raise ValueError(f"TrainConfig: select must be HR@K, MRR@K or NDCG@K with K in "
                              f"{self.ks}, got {self.select!r}")
+
+    @property
+    def lrs(self) -> tuple:
+        """The learning rates to try: ``(lr,)`` or the list."""
+        return self.lr if isinstance(self.lr, tuple) else (self.lr,)
 
 
 PRESETS_DIR = Path(__file__).resolve().parent / "configs"
@@ -183,7 +198,9 @@ def fit(dataset, model_config, train_config, run_dir=None, resume=False, log=pri
     train_config : TrainConfig
     run_dir : path or None
         Where ``config.json``, ``last.npz`` (every epoch), ``best.npz`` (the selected epoch)
-        and ``summary.json`` go. None keeps everything in memory.
+        and ``summary.json`` go. None keeps everything in memory. With a list of learning
+        rates, each rate's run has its own ``run_dir/lr-<rate>``, and ``run_dir`` gets the
+        chosen run's ``best.npz`` and the summary.
     resume : bool
         Continue from ``run_dir/last.npz`` (same configs required).
     log : callable
@@ -195,9 +212,12 @@ def fit(dataset, model_config, train_config, run_dir=None, resume=False, log=pri
         ``history`` (per epoch: lr, train loss, valid and test metrics, seconds),
         ``selected_epoch``, ``test_at_selected``, ``best_on_test`` (per metric, the best
         value over epochs on the test set, as the original reports, with its epoch), and
-        ``params`` (the selected weights).
+        ``params`` (the selected weights); with a list of learning rates also
+        ``selected_lr`` and ``valid_by_lr`` (each rate's best validation ``select`` metric).
     """
     tc = train_config
+    if len(tc.lrs) > 1:
+        return _fit_each_lr(dataset, model_config, tc, run_dir, resume, log)
     if model_config.n_items < dataset.n_items:
         raise ValueError(f"model n_items={model_config.n_items} but the data has "
                          f"{dataset.n_items} items")
@@ -283,6 +303,31 @@ def fit(dataset, model_config, train_config, run_dir=None, resume=False, log=pri
     if run_dir is not None:
         write_json(run_dir / "summary.json", summary)
     return {**summary, "params": best_params}
+
+
+def _fit_each_lr(dataset, model_config, tc, run_dir, resume, log):
+    """:func:`fit` once per learning rate of ``tc.lr``; keep the best on validation.
+
+    Every run has the same seed, so the same initial weights, validation split, shuffles
+    and dropout masks: the rate is the only difference. A tie goes to the rate listed first.
+    """
+    runs = {}
+    for lr in tc.lrs:
+        log(f"learning rate {lr:g} (one of {', '.join(f'{r:g}' for r in tc.lrs)})")
+        sub_dir = None if run_dir is None else Path(run_dir) / f"lr-{lr:g}"
+        runs[lr] = fit(dataset, model_config, dataclasses.replace(tc, lr=lr), sub_dir, resume, log)
+    valid_by_lr = {f"{lr:g}": runs[lr]["valid_at_selected"][tc.select] for lr in tc.lrs}
+    chosen = max(tc.lrs, key=lambda lr: runs[lr]["valid_at_selected"][tc.select])
+    log(f"chosen: learning rate {chosen:g} (validation {tc.select} by rate: {valid_by_lr})")
+    summary = {**runs[chosen], "selected_lr": chosen, "valid_by_lr": valid_by_lr,
+               "selected_by": f"validation {tc.select}, over epochs and learning rates"}
+    if run_dir is not None:
+        write_json(Path(run_dir) / "config.json", _configs_json(model_config, tc))
+        arrays, meta = load_checkpoint(Path(run_dir) / f"lr-{chosen:g}" / "best.npz")
+        save_checkpoint(Path(run_dir) / "best.npz", arrays, meta)
+        write_json(Path(run_dir) / "summary.json",
+                   {k: v for k, v in summary.items() if k != "params"})
+    return summary
 
 
 def _summarise(history, best, tc):

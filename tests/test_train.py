@@ -110,7 +110,37 @@ def test_no_validation_split_selects_the_last_epoch():
         assert value == max(h["test"][metric] for h in out["history"])
 
 
+def test_a_list_of_learning_rates_keeps_the_best_on_validation(tmp_path):
+    data = tiny_dataset()
+    cfg = model.Config(n_items=data.n_items, mode="sequence", **CONFIG)
+    train = {**TRAIN, "select": "MRR@5"}  # 13 items: HR@20 would be 100 for every rate
+    rates = (1e-3, 3e-2)
+    out = fit(data, cfg, TrainConfig(**{**train, "lr": list(rates)}), tmp_path,
+              log=lambda line: None)
+    single = {lr: fit(data, cfg, TrainConfig(**{**train, "lr": lr}), log=lambda line: None)
+              for lr in rates}
+    valid = {lr: single[lr]["valid_at_selected"]["MRR@5"] for lr in rates}
+    assert valid[rates[0]] != valid[rates[1]]  # a real choice, not a tie
+    chosen = max(rates, key=valid.get)
+    assert out["selected_lr"] == chosen
+    assert out["valid_by_lr"] == {f"{lr:g}": valid[lr] for lr in rates}
+    assert out["test_at_selected"] == single[chosen]["test_at_selected"]
+    kept, _, _ = load_run(tmp_path)  # the run directory holds the chosen run's weights
+    for name, value in kept.items():
+        np.testing.assert_array_equal(value, single[chosen]["params"][name], err_msg=name)
+    assert json.loads((tmp_path / "summary.json").read_text())["selected_lr"] == chosen
+    assert json.loads((tmp_path / "config.json").read_text())["train"]["lr"] == list(rates)
+    assert sorted(p.name for p in tmp_path.glob("lr-*")) == ["lr-0.001", "lr-0.03"]
+
+
 def test_train_config_is_validated():
+    assert TrainConfig(lr=[0.01]).lr == 0.01 and TrainConfig(lr=(1e-3, 1e-2)).lrs == (1e-3, 1e-2)
+    with pytest.raises(ValueError, match="valid_fraction"):
+        TrainConfig(lr=[1e-3, 1e-2], valid_fraction=0.0)
+    with pytest.raises(ValueError, match="repeat"):
+        TrainConfig(lr=[1e-3, 1e-3])
+    with pytest.raises(ValueError, match="lr"):
+        TrainConfig(lr=[])
     with pytest.raises(ValueError, match="select"):
         TrainConfig(select="HR@7")
     with pytest.raises(ValueError, match="valid_fraction"):

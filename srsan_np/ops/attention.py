@@ -147,8 +147,11 @@ def _merge_heads(a):
     return a.transpose(0, 2, 1, 3).reshape(B, T, H * dh)
 
 
-def _query_sum_product(a, b):
+def _query_sum_product(a, b, out=None):
     """``a^T b`` per head, summed over the queries: (B, H, Tq, M), (B, H, Tq, N) -> (B, H, M, N).
+
+    ``out`` (any strides) receives the result, as in NumPy; the backward pass writes the
+    key and value gradients straight into their halves of one (B, T, 2D) array this way.
 
     With one query (``Tq = 1``, the read-out path) the sum has one term, an outer product,
     done as a broadcast multiply: NumPy's batched ``@`` with an inner dimension of 1 skips
@@ -157,8 +160,8 @@ def _query_sum_product(a, b):
     """
     a_t = a.transpose(0, 1, 3, 2)  # (B, H, M, Tq)
     if a.shape[2] == 1:
-        return a_t * b  # (B, H, M, 1) * (B, H, 1, N)
-    return a_t @ b
+        return np.multiply(a_t, b, out=out)  # (B, H, M, 1) * (B, H, 1, N)
+    return np.matmul(a_t, b, out=out)
 
 
 def select_queries(x, last):
@@ -361,8 +364,9 @@ def attention_backward(dout, cache):
     dy, d_out_w, d_out_b = linear_backward(dout, out_cache)
     dy = _split_heads(dy, H)  # (B, H, T, dh)
     # forward: y = att_drop @ v
+    dkv = np.empty((B, k.shape[2], 2 * H * dh), dtype=dout.dtype)  # (B, T, 2D): [dk, dv]
     datt_drop = dy @ v.transpose(0, 1, 3, 2)  # (B, H, Tq, T)
-    dv = _query_sum_product(att_drop, dy)  # (B, H, T, dh), att_drop^T dy
+    _query_sum_product(att_drop, dy, out=_split_heads(dkv[..., H * dh:], H))  # dv = att_drop^T dy
     # forward: att_drop = dropout(att)
     datt = np.ascontiguousarray(dropout_backward(datt_drop, drop_cache))  # (B, H, Tq, T)
     # forward: att = softmax(scores) over the real keys
@@ -370,10 +374,9 @@ def attention_backward(dout, cache):
     # forward: scores = (q @ k^T) * scale
     dscores *= scale
     dq = dscores @ k  # (B, H, Tq, dh)
-    dk = _query_sum_product(dscores, q)  # (B, H, T, dh), dscores^T q
+    _query_sum_product(dscores, q, out=_split_heads(dkv[..., : H * dh], H))  # dk = dscores^T q
 
     # forward: [k, v] = x @ in_w[D:].T + in_b[D:], split into heads
-    dkv = np.concatenate([_merge_heads(dk), _merge_heads(dv)], axis=-1)  # (B, T, 2D)
     dx, d_kv_w, d_kv_b = keys_values_backward(dkv, kv_cache, real)  # (B, T, D)
     # forward: q = select_queries(x, last) @ in_w[:D].T + in_b[:D]
     dxq, d_q_w, d_q_b = linear_backward(_merge_heads(dq), q_cache)  # (B, Tq, D)

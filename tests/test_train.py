@@ -133,6 +133,33 @@ def test_a_list_of_learning_rates_keeps_the_best_on_validation(tmp_path):
     assert sorted(p.name for p in tmp_path.glob("lr-*")) == ["lr-0.001", "lr-0.03"]
 
 
+def test_a_list_of_learning_rates_resumes(tmp_path):
+    data = tiny_dataset()
+    cfg = model.Config(n_items=data.n_items, mode="sequence", **CONFIG)
+    tc = TrainConfig(**{**TRAIN, "select": "MRR@5", "lr": [1e-3, 3e-2]})
+    straight = fit(data, cfg, tc, tmp_path / "straight", log=lambda line: None)
+
+    class Interrupt(Exception):
+        pass
+
+    second_rate = []
+
+    def stop_in_the_second_rate(line):
+        second_rate.append(line.startswith("learning rate 0.03"))
+        if any(second_rate) and line.startswith("epoch  1"):
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        fit(data, cfg, tc, tmp_path / "resumed", log=stop_in_the_second_rate)
+    assert load_checkpoint(tmp_path / "resumed" / "lr-0.03" / "last.npz")[1]["epoch"] == 1
+    assert not (tmp_path / "resumed" / "best.npz").exists()  # no choice made yet
+    resumed = fit(data, cfg, tc, tmp_path / "resumed", resume=True, log=lambda line: None)
+    assert resumed["selected_lr"] == straight["selected_lr"]
+    assert resumed["valid_by_lr"] == straight["valid_by_lr"]
+    for name, value in load_run(tmp_path / "straight")[0].items():
+        np.testing.assert_array_equal(load_run(tmp_path / "resumed")[0][name], value)
+
+
 def test_train_config_is_validated():
     assert TrainConfig(lr=[0.01]).lr == 0.01 and TrainConfig(lr=(1e-3, 1e-2)).lrs == (1e-3, 1e-2)
     with pytest.raises(ValueError, match="valid_fraction"):

@@ -10,14 +10,9 @@ from srsan_np.ops.encoder import (
     encoder_layer_forward,
     layer_shapes,
 )
+from test_op_attention import MASKS  # (B, T) = (2, 5) there too; the op checks the shape
 
 B, T, D, H, F = 2, 5, 8, 2, 12
-
-MASKS = {
-    "none": None,
-    "padded": np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], dtype=bool),
-    "fully_masked": np.array([[1, 1, 0, 1, 1], [0, 0, 0, 0, 0]], dtype=bool),
-}
 
 
 def make_layer(seed=0, dtype=np.float64):

@@ -262,6 +262,15 @@ def _named_series(data, where: str) -> dict:
     return out
 
 
+def _finish_series_plot(fig, ax, series, title, path) -> Figure:
+    """Legend (unless there is one unlabelled series), title, save: the data plots' ending."""
+    if len(series) > 1 or next(iter(series)):
+        ax.legend()
+    if title is not None:
+        ax.set_title(title)
+    return _save(fig, path)
+
+
 def session_length_histogram(lengths, title=None, path=None) -> Figure:
     """Histogram of lengths (sessions or prefixes), one bar per integer, log count axis.
 
@@ -288,11 +297,7 @@ def session_length_histogram(lengths, title=None, path=None) -> Figure:
     ax.set_yscale("log")
     ax.set_xlabel("length (clicks)")
     ax.set_ylabel("count")
-    if len(series) > 1 or next(iter(series)):
-        ax.legend()
-    if title is not None:
-        ax.set_title(title)
-    return _save(fig, path)
+    return _finish_series_plot(fig, ax, series, title, path)
 
 
 def popularity_rank_frequency(items, title=None, path=None) -> Figure:
@@ -326,8 +331,4 @@ def popularity_rank_frequency(items, title=None, path=None) -> Figure:
                   markersize=3, label=label or None)
     ax.set_xlabel("popularity rank")
     ax.set_ylabel("clicks")
-    if len(series) > 1 or next(iter(series)):
-        ax.legend()
-    if title is not None:
-        ax.set_title(title)
-    return _save(fig, path)
+    return _finish_series_plot(fig, ax, series, title, path)

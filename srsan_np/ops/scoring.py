@@ -184,10 +184,10 @@ def _for_row_blocks(fn, n_rows, *args):
     """
     global _pool
     n_threads = max(1, min(numba.get_num_threads(), n_rows))
-    bounds = np.linspace(0, n_rows, n_threads + 1).astype(int)
     if n_threads == 1:
         fn(0, n_rows, *args)
         return
+    bounds = np.linspace(0, n_rows, n_threads + 1).astype(int)
     if _pool is None:
         _pool = ThreadPoolExecutor(max_workers=numba.config.NUMBA_NUM_THREADS - 1,
                                    thread_name_prefix="srsan-rows")
@@ -241,9 +241,10 @@ def softmax_cross_entropy(h: np.ndarray, E: np.ndarray, targets: np.ndarray):
     target_shifted = np.empty(B, dtype=h.dtype)  # (B,) s_target - m
     _for_row_blocks(_exp_shifted_rows, B, exp_shifted, targets, target_shifted)
     # The row sums as one BLAS product U 1 rather than a NumPy sum per row block (measured
-    # on 100 x 43188 float32, the whole softmax: 4.3 vs 5.0 ms); each sum is >= 1, the max's
-    # own term. Like the GEMMs, its rounding is the same from run to run but may differ in
-    # the last bit with another OPENBLAS_NUM_THREADS (measured: 1.8e-7 relative).
+    # on 100 x 43188 float32, the softmax beyond its GEMM: 3.5-3.9 vs 4.2-4.3 ms); each sum
+    # is >= 1, the max's own term. Like the GEMMs, its rounding is the same from run to run
+    # but may differ in the last bit with another OPENBLAS_NUM_THREADS (measured: 1.8e-7
+    # relative).
     total = exp_shifted @ np.ones(exp_shifted.shape[1], dtype=h.dtype)  # (B,)
     loss = float(np.mean(np.log(total.astype(np.float64)) - target_shifted))
     return loss, SoftmaxCrossEntropyCache(exp_shifted, total, targets, h, E)

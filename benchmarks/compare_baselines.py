@@ -36,7 +36,9 @@ def compare(dataset, preset, seeds):
         train = TrainConfig(**{**preset.get("train", {}), "seed": seed})
         summary = fit(dataset, config, train, log=lambda line: None)
         runs.append(summary["test_at_selected"])
-        lr = f", lr {summary['selected_lr']:g}" if "selected_lr" in summary else ""
+        lr = (f", lr {summary['selected_lr']:g} (validation HR@20 by rate "
+              f"{ {k: round(v, 2) for k, v in summary['valid_by_lr'].items()} })"
+              if "selected_lr" in summary else "")
         print(f"  seed {seed}: epoch {summary['selected_epoch']}{lr}, "
               + ", ".join(f"{m} {summary['test_at_selected'][m]:.2f}" for m in SHOWN), flush=True)
     table = {f"SR-SAN ({seeds} seeds, mean)": {m: float(np.mean([r[m] for r in runs])) for m in SHOWN},

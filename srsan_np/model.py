@@ -237,11 +237,14 @@ def _forward(params, batch, config, rng, read_out_only=False):
     # faithful: the original has no padding mask, its zeros attend and are attended to
     key_mask = batch.key_mask if config.mode == "sequence" else None
     p = config.dropout if rng is not None else 0.0
+    # the first layer's input is the lookup itself unless positions were added: a function
+    # of the ids, so the attention projects each distinct id's key and value once
+    ids = None if config.positions else batch.inputs
     layer_caches = []
     for i in range(config.layers):
         last = batch.last if read_out_only and i == config.layers - 1 else None
         x, cache = encoder_layer_forward(
-            x, _layer(params, i), config.heads, key_mask, p, rng, last
+            x, _layer(params, i), config.heads, key_mask, p, rng, last, ids if i == 0 else None
         )
         layer_caches.append(cache)
     return x, emb_cache, layer_caches

@@ -5,8 +5,8 @@
 - ``model.loss_and_grads(read_out_only=True)`` (the default) equals the full computation,
   and the full computation passes finite differences too (the fast one does in
   ``test_model.py``);
-- the key/value projection at the real (unmasked) positions only equals the all-rows
-  projection there;
+- the key/value projection at the real (unmasked) positions only, and once per distinct
+  id when ``x`` is a lookup, equals the all-rows projection there;
 - ``embedding_backward(..., dW=...)`` adds into the given table.
 """
 
@@ -19,6 +19,7 @@ from srsan_np.gradcheck import rel_error, richardson_gradient
 from srsan_np.ops.attention import (
     attention_backward,
     attention_forward,
+    key_rows,
     keys_values_backward,
     keys_values_forward,
 )
@@ -60,20 +61,43 @@ def test_attention_queries_at_last_equal_full_rows(mask):
         assert close(g_fast, g_full) < 1e-12
 
 
-def test_keys_values_at_real_positions_equal_all_rows():
+# ids with repeats within and across rows, padding 0 included, as a faithful batch has
+IDS = np.array([[3, 0, 0, 5, 3], [7, 0, 0, 0, 0], [5, 9, 3, 0, 0]], dtype=np.int64)
+
+
+def _sum_by_id(dx, ids):
+    """What the embedding lookup's backward makes of ``dx``: its rows summed per id."""
+    return embedding_backward(dx, embedding_forward(ids, np.zeros((10, dx.shape[-1])))[1])
+
+
+@pytest.mark.parametrize("mask, ids", [(MASK, None), (None, IDS), (MASK, IDS)])
+def test_keys_values_once_per_row_equal_all_rows(mask, ids):
+    """Masked keys not projected, shared ids projected once: same keys and values where
+    they are read, same parameter gradients, same gradient for the table behind ``x``."""
     rng = np.random.default_rng(5)
-    x = rng.standard_normal((B, T, D))
+    table = rng.standard_normal((10, D))
+    x = table[IDS]  # (B, T, D): a lookup, so positions with one id hold one row
     w, b = rng.standard_normal((2 * D, D)), rng.standard_normal(2 * D)
-    real = np.flatnonzero(MASK)
+    needed = np.ones((B, T), bool) if mask is None else mask
+    rows = key_rows(mask, ids, x.shape)
+    assert len(rows[0]) == (needed.sum() if ids is None else len(np.unique(IDS[needed])))
     full, full_cache = keys_values_forward(x, w, b, None)
-    fast, fast_cache = keys_values_forward(x, w, b, real)
-    assert close(fast[MASK], full[MASK]) < 1e-14 and not fast[~MASK].any()
-    # attention sends exactly 0 to the masked rows; then the gradients are the same
-    dkv = rng.standard_normal((B, T, 2 * D)) * MASK[..., None]
-    fast_grads = keys_values_backward(dkv, fast_cache, real)
-    for g_fast, g_full in zip(fast_grads, keys_values_backward(dkv, full_cache, None)):
-        assert close(g_fast, g_full) < 1e-14
-    assert not fast_grads[0][~MASK].any()
+    fast, fast_cache = keys_values_forward(x, w, b, rows)
+    assert close(fast[needed], full[needed]) < 1e-14 and not fast[~needed].any()
+    # attention sends exactly 0 to the masked rows
+    dkv = rng.standard_normal((B, T, 2 * D)) * needed[..., None]
+    dx_fast, *g_fast = keys_values_backward(dkv, fast_cache, rows)
+    dx_full, *g_full = keys_values_backward(dkv, full_cache, None)
+    for a, b_ in zip(g_fast, g_full):
+        assert close(a, b_) < 1e-14
+    assert close(_sum_by_id(dx_fast, IDS), _sum_by_id(dx_full, IDS)) < 1e-14
+    if ids is None:  # each projected position keeps its own gradient
+        assert close(dx_fast, dx_full) < 1e-14
+    assert not dx_fast[~needed].any()
+
+
+def test_key_rows_without_mask_or_ids_is_every_position():
+    assert key_rows(None, None, (B, T, D)) is None
 
 
 @pytest.mark.parametrize("mask", [None, MASK])

@@ -33,10 +33,15 @@ a query from one. ``last`` selects those query positions (``Tq = 1`` instead of 
 every step above is the same with ``Tq`` query rows, and the input projection is done as
 its query third (on the selected rows) and its key/value two thirds (on all rows).
 
-Keys and values at the real positions only. With a key mask, a padded key gets weight
-exactly 0: its key and value never matter, so they are projected only where the mask is
-True (:func:`keys_values_forward`). Batches are padded to their longest session, so this is
-most of the projection's work: on Diginetica-sized batches a fifth of the rows are real.
+Keys and values once per distinct row. Two things make rows of the key/value projection
+redundant, and :func:`key_rows` finds both. With a key mask, a padded key gets weight
+exactly 0: its key and value never matter, so they are not projected at all. And when
+``x`` is the embedding lookup itself (the first layer, no positions added), ``x[b, t]`` is
+a function of the item id alone, so positions with one id share one key and one value:
+the model passes the ids, and each distinct id is projected once. Batches are padded to
+their longest session, so this is most of the projection's work: on Diginetica-sized
+batches about a fifth of the positions are real, and in ``faithful`` mode, which has no
+mask, every padding position holds item 0 and so shares one row.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ import numpy as np
 from numba import njit, prange
 
 from .dropout import dropout_backward, dropout_forward
+from .embedding import embedding_backward, embedding_forward
 from .linear import linear_backward, linear_forward
 
 
@@ -56,7 +62,7 @@ class AttentionCache(NamedTuple):
 
     q_cache: Any           # cache of the query projection xq -> q
     kv_cache: Any          # cache of the key/value projection x -> [k, v]
-    real: Any              # flat indices of the real (b, t) positions, or None: all
+    key_rows: Any          # (rows, index) from key_rows(), or None: every position
     last: Any              # (B,) query positions, or None: every position is a query
     q: np.ndarray          # (B, H, Tq, dh) queries, not yet scaled
     k: np.ndarray          # (B, H, T, dh) keys
@@ -184,41 +190,80 @@ def add_query_gradient(dx, dxq, last):
     return dx
 
 
-def keys_values_forward(x, w, b, real):
+def key_rows(key_mask, ids, shape):
+    """Which rows of ``x`` (B, T, D) the keys and values are projected from.
+
+    Parameters
+    ----------
+    key_mask : (B, T) bool or None
+        True on real keys; a masked key needs no key or value (its weight is exactly 0).
+    ids : (B, T) int or None
+        Given when ``x[b, t]`` is a function of ``ids[b, t]`` alone (``x`` is an embedding
+        lookup): positions with one id then share one key and one value.
+    shape : (B, T, D), the shape of ``x``
+
+    Returns
+    -------
+    None when every position needs its own row (no mask, no ids), else ``(rows, index)``:
+    ``rows`` (G,) the flat positions ``b * T + t`` projected, one per distinct key, and
+    ``index`` (B, T) int64 in ``0..G``, the projected row each position reads (``G``, one
+    past the last, is an all-zero row: a masked key).
+    """
+    B, T, _ = shape
+    if key_mask is None and ids is None:
+        return None
+    needed = np.flatnonzero(key_mask) if key_mask is not None else np.arange(B * T)
+    if ids is None:
+        rows, group = needed, np.arange(len(needed))
+    else:  # the first position of each distinct id stands for all of them
+        _, first, group = np.unique(ids.reshape(-1)[needed], return_index=True,
+                                    return_inverse=True)
+        rows = needed[first]
+    index = np.full(B * T, len(rows), dtype=np.int64)  # masked keys read the zero row
+    index[needed] = group
+    return rows, index.reshape(B, T)
+
+
+def keys_values_forward(x, w, b, rows):
     """The key/value projection ``[k, v] = x w^T + b``: (B, T, D) -> (B, T, 2D).
 
-    ``real`` None: at every position. Given (the flat indices ``b * T + t`` of the real
-    keys): at those rows only, the others left 0. A masked key gets attention weight
-    exactly 0, so its key and value never reach the output and their gradients are exactly
-    0; batches are padded to their longest session, and on Diginetica-sized data only
-    about a fifth of the ``B T`` rows are real, so this skips four fifths of the work and
-    changes nothing else (tested against the all-rows projection).
+    ``rows`` None: at every position. Given (from :func:`key_rows`): the projection of the
+    ``G`` rows ``rows[0]`` only, then looked up per position with the embedding op (a table
+    of those ``G`` rows and a zero row for the masked keys). A masked key gets attention
+    weight exactly 0, so its key and value never reach the output and their gradients are
+    exactly 0; positions sharing an id share their input row, so their keys and values are
+    equal. Both are tested against the all-rows projection.
     """
-    if real is None:
+    if rows is None:
         return linear_forward(x, w, b)
     B, T, D = x.shape
-    kv_real, cache = linear_forward(x.reshape(B * T, D)[real], w, b)  # (N, 2D)
-    kv = np.zeros((B * T, w.shape[0]), dtype=x.dtype)  # (B T, 2D)
-    kv[real] = kv_real
-    return kv.reshape(B, T, w.shape[0]), cache
+    kv_rows, linear_cache = linear_forward(x.reshape(B * T, D)[rows[0]], w, b)  # (G, 2D)
+    table = np.concatenate([kv_rows, np.zeros((1, w.shape[0]), dtype=x.dtype)])  # (G + 1, 2D)
+    kv, lookup_cache = embedding_forward(rows[1], table)  # (B, T, 2D)
+    return kv, (linear_cache, lookup_cache)
 
 
-def keys_values_backward(dkv, cache, real):
+def keys_values_backward(dkv, cache, rows):
     """Backward of :func:`keys_values_forward`: ``(dx (B, T, D), dw, db)``.
 
-    Only the real rows of ``dkv`` (B, T, 2D) enter (the others are 0, see the forward), and
-    ``dx`` is 0 at the masked positions.
+    With ``rows``: the lookup's backward sums the gradients of the positions that share a
+    projected row (the embedding op's scatter-add), and ``dx`` is nonzero only at the
+    projected positions ``rows[0]``: the forward read nothing else. (When ``x`` is an
+    embedding lookup, the lookup's own backward then sums ``dx`` by id, which gives the
+    table the same gradient as projecting every position would.)
     """
-    if real is None:
+    if rows is None:
         return linear_backward(dkv, cache)
     B, T, _ = dkv.shape
-    dx_real, dw, db = linear_backward(dkv.reshape(B * T, -1)[real], cache)  # (N, D)
-    dx = np.zeros((B * T, dx_real.shape[1]), dtype=dkv.dtype)  # (B T, D)
-    dx[real] = dx_real
-    return dx.reshape(B, T, dx_real.shape[1]), dw, db
+    linear_cache, lookup_cache = cache
+    dtable = embedding_backward(dkv, lookup_cache)  # (G + 1, 2D)
+    dx_rows, dw, db = linear_backward(dtable[:-1], linear_cache)  # (G, D); the zero row is no one's
+    dx = np.zeros((B * T, dx_rows.shape[1]), dtype=dkv.dtype)  # (B T, D)
+    dx[rows[0]] = dx_rows
+    return dx.reshape(B, T, dx_rows.shape[1]), dw, db
 
 
-def _check_inputs(x, in_w, in_b, out_w, out_b, n_heads, key_mask, p, last):
+def _check_inputs(x, in_w, in_b, out_w, out_b, n_heads, key_mask, p, last, ids):
     if x.ndim != 3:
         raise ValueError(f"attention_forward: x must be (B, T, D), got shape {x.shape}")
     B, T, D = x.shape
@@ -255,10 +300,17 @@ def _check_inputs(x, in_w, in_b, out_w, out_b, n_heads, key_mask, p, last):
                 f"attention_forward: last must be ({B},) integers in 0..{T - 1}, got "
                 f"{last.dtype} {last.shape}"
             )
+    if ids is not None:
+        ids = np.asarray(ids)
+        if ids.shape != (B, T) or ids.dtype.kind not in "iu":
+            raise ValueError(
+                f"attention_forward: ids must be a ({B}, {T}) integer array, got "
+                f"{ids.dtype} {ids.shape}"
+            )
 
 
 def attention_forward(
-    x, in_w, in_b, out_w, out_b, n_heads, key_mask=None, p=0.0, rng=None, last=None
+    x, in_w, in_b, out_w, out_b, n_heads, key_mask=None, p=0.0, rng=None, last=None, ids=None
 ):
     """Multi-head self-attention forward pass (``q = k = v = x``).
 
@@ -285,6 +337,11 @@ def attention_forward(
         None: every position queries (``Tq = T``). Given: only position ``last[b]`` of
         row ``b`` does (``Tq = 1``), attending to every key of its row; the output is then
         row ``last[b]`` of the full output.
+    ids : (B, T) int or None
+        The item ids when ``x`` is their embedding lookup (``x[b, t]`` a function of
+        ``ids[b, t]`` alone): keys and values are then projected once per distinct id, from
+        its first position, and the gradient ``dx`` of the key/value path goes to that
+        position (see :func:`key_rows`). None: every position is projected.
 
     Returns
     -------
@@ -305,18 +362,17 @@ def attention_forward(
     the same weights and ``key_padding_mask = ~key_mask`` (which would give NaN on a fully
     masked row where this gives 0).
     """
-    _check_inputs(x, in_w, in_b, out_w, out_b, n_heads, key_mask, p, last)
+    _check_inputs(x, in_w, in_b, out_w, out_b, n_heads, key_mask, p, last, ids)
     B, T, D = x.shape
+    rows = key_rows(key_mask, ids, x.shape)  # None: every position projects its own row
     if key_mask is None:
-        real = None
         key_mask = np.ones((B, T), dtype=np.bool_)
     else:
         key_mask = np.ascontiguousarray(key_mask)
-        real = np.flatnonzero(key_mask)  # (N,) the real keys, b * T + t
 
     # the fused projection qkv = x in_w^T + in_b, as its query rows and key/value rows
     q, q_cache = linear_forward(select_queries(x, last), in_w[:D], in_b[:D])  # (B, Tq, D)
-    kv, kv_cache = keys_values_forward(x, in_w[D:], in_b[D:], real)  # (B, T, 2D)
+    kv, kv_cache = keys_values_forward(x, in_w[D:], in_b[D:], rows)  # (B, T, 2D)
     q = _split_heads(q, n_heads)  # (B, H, Tq, dh)
     k = _split_heads(kv[..., :D], n_heads)  # (B, H, T, dh)
     v = _split_heads(kv[..., D:], n_heads)  # (B, H, T, dh)
@@ -329,7 +385,7 @@ def attention_forward(
     out, out_cache = linear_forward(y, out_w, out_b)  # (B, Tq, D)
 
     cache = AttentionCache(
-        q_cache, kv_cache, real, last, q, k, v, att, att_drop, drop_cache, out_cache
+        q_cache, kv_cache, rows, last, q, k, v, att, att_drop, drop_cache, out_cache
     )
     return out, cache
 
@@ -352,7 +408,7 @@ def attention_backward(dout, cache):
     d_out_w : (D, D)
     d_out_b : (D,)
     """
-    q_cache, kv_cache, real, last, q, k, v, att, att_drop, drop_cache, out_cache = cache
+    q_cache, kv_cache, rows, last, q, k, v, att, att_drop, drop_cache, out_cache = cache
     B, H, Tq, dh = q.shape
     if dout.shape != (B, Tq, H * dh):
         raise ValueError(
@@ -377,7 +433,7 @@ def attention_backward(dout, cache):
     _query_sum_product(dscores, q, out=_split_heads(dkv[..., : H * dh], H))  # dk = dscores^T q
 
     # forward: [k, v] = x @ in_w[D:].T + in_b[D:], split into heads
-    dx, d_kv_w, d_kv_b = keys_values_backward(dkv, kv_cache, real)  # (B, T, D)
+    dx, d_kv_w, d_kv_b = keys_values_backward(dkv, kv_cache, rows)  # (B, T, D)
     # forward: q = select_queries(x, last) @ in_w[:D].T + in_b[:D]
     dxq, d_q_w, d_q_b = linear_backward(_merge_heads(dq), q_cache)  # (B, Tq, D)
     add_query_gradient(dx, dxq, last)

@@ -89,7 +89,8 @@ def _check_layer(x, layer):
             )
 
 
-def encoder_layer_forward(x, layer, n_heads, key_mask=None, p=0.0, rng=None, last=None):
+def encoder_layer_forward(x, layer, n_heads, key_mask=None, p=0.0, rng=None, last=None,
+                          ids=None):
     """Forward pass of one post-LN encoder layer.
 
     Parameters
@@ -110,6 +111,10 @@ def encoder_layer_forward(x, layer, n_heads, key_mask=None, p=0.0, rng=None, las
         last layer needs nothing else (only the read-out feeds the loss), and then runs the
         query, the residuals, the norms and the feed-forward block on ``B`` rows instead of
         ``B T``; keys and values still come from every position.
+    ids : (B, T) int or None
+        The item ids when ``x`` is their embedding lookup (the first layer, no positions):
+        the attention then projects each distinct id's key and value once (see
+        :func:`srsan_np.ops.attention.key_rows`).
 
     Returns
     -------
@@ -137,6 +142,7 @@ def encoder_layer_forward(x, layer, n_heads, key_mask=None, p=0.0, rng=None, las
         p,
         rng,
         last,
+        ids,
     )  # (B, Tq, D), Tq = T or 1
     a, drop_attn = dropout_forward(a, p, rng)
     xq = select_queries(x, last)  # (B, Tq, D) the residual at the computed positions

@@ -1,8 +1,10 @@
 """Adam (coupled L2) and step decay: against a NumPy reference and against torch."""
 
+import numba
 import numpy as np
 import pytest
 
+from srsan_np import optim
 from srsan_np.optim import Adam, step_lr
 
 SHAPES = {"embedding.weight": (7, 3), "linear1.bias": (5,), "big": (300, 257)}
@@ -94,6 +96,33 @@ def test_state_round_trip_resumes_exactly():
         second.step(grads)
     for k in straight:
         np.testing.assert_array_equal(saved[k], straight[k])
+
+
+def test_same_update_on_any_thread_count(monkeypatch):
+    """Arrays below ``_PARALLEL_FROM`` elements run on one thread, larger ones on all:
+    elementwise, so the result is the same either way, and the thread count is restored."""
+    results = []
+    for parallel_from in (1, 1 << 40):  # every array on all threads / every array on one
+        monkeypatch.setattr(optim, "_PARALLEL_FROM", parallel_from)
+        params = make_params(6, np.float32)
+        opt = Adam(params, lr=1e-2, weight_decay=1e-3)
+        threads = numba.get_num_threads()
+        for grads in grad_sequence(7, 3, np.float32):
+            opt.step(grads)
+        assert numba.get_num_threads() == threads
+        results.append(params)
+    for k in SHAPES:
+        np.testing.assert_array_equal(results[0][k], results[1][k])
+
+
+def test_bad_gradient_moves_no_parameter():
+    params = make_params(8)
+    before = {k: v.copy() for k, v in params.items()}
+    grads = grad_sequence(9, 1)[0]
+    with pytest.raises(ValueError, match="linear1.bias"):  # after embedding.weight in order
+        Adam(params).step({**grads, "linear1.bias": np.zeros(4)})
+    for k in params:
+        np.testing.assert_array_equal(params[k], before[k])
 
 
 def test_bad_inputs_are_named():

@@ -36,17 +36,35 @@ def _ranks_kernel(scores, target_cols, out):
     Counting ``s_j >= s_t`` over all j includes the target itself, so the count *is*
     ``1 + #{j != t : s_j >= s_t}``. A NaN ``s_j`` compares false (it counts as -inf); a
     NaN or -inf target is beaten or tied by everything, so it gets rank V directly.
+
+    Each row is read as eight interleaved streams, its eighths side by side, then the
+    remainder. The scores come straight from their product, too many to stay in cache; read
+    front to back, one stream per thread, they came in at about 13 GB/s, eight streams
+    keep more requests in flight and match a BLAS read of the same array (measured on
+    100 x 43,188 float32 fresh from memory, 2 threads: 1.3 ms, 0.8 ms with eight streams,
+    0.78 ms for ``scores @ ones``).
     """
     n_rows, n_items = scores.shape
+    q = n_items // 8  # the length of each eighth
     for b in prange(n_rows):
         s_t = scores[b, target_cols[b]]
         if np.isnan(s_t) or s_t == -np.inf:
             out[b] = n_items
             continue
-        count = 0
-        for j in range(n_items):
-            count += scores[b, j] >= s_t
-        out[b] = count
+        row = scores[b]
+        c0 = c1 = c2 = c3 = c4 = c5 = c6 = c7 = 0
+        for j in range(q):
+            c0 += row[j] >= s_t
+            c1 += row[j + q] >= s_t
+            c2 += row[j + 2 * q] >= s_t
+            c3 += row[j + 3 * q] >= s_t
+            c4 += row[j + 4 * q] >= s_t
+            c5 += row[j + 5 * q] >= s_t
+            c6 += row[j + 6 * q] >= s_t
+            c7 += row[j + 7 * q] >= s_t
+        for j in range(8 * q, n_items):
+            c0 += row[j] >= s_t
+        out[b] = c0 + c1 + c2 + c3 + c4 + c5 + c6 + c7
 
 
 def ranks_pessimistic(scores, targets):

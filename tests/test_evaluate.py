@@ -31,10 +31,11 @@ def test_ranks_by_hand(dtype):
     assert ranks.dtype == np.int64
 
 
-def test_ranks_match_numpy_formula():
-    rng = np.random.default_rng(0)
-    scores = rng.integers(0, 5, size=(50, 37)).astype(np.float32)  # many ties
-    targets = rng.integers(1, 38, size=50)
+@pytest.mark.parametrize("n_items", [1, 7, 8, 37, 1003])  # eighths empty, exact, ragged
+def test_ranks_match_numpy_formula(n_items):
+    rng = np.random.default_rng(n_items)
+    scores = rng.integers(0, 5, size=(50, n_items)).astype(np.float32)  # many ties
+    targets = rng.integers(1, n_items + 1, size=50)
     s_t = scores[np.arange(50), targets - 1]
     expected = 1 + (scores >= s_t[:, None]).sum(1) - 1  # the target itself counted once
     np.testing.assert_array_equal(ranks_pessimistic(scores, targets), expected)

@@ -1,0 +1,242 @@
+"""Benchmark: where a training step's time goes, part by part, against the GEMM floor.
+
+``bench_train.py`` gives the step as one ratio to its floor (the three float32 GEMMs of the
+tied scoring layer). This script splits the same step (``model.loss_and_grads`` +
+``Adam.step``, generated ``diginetica`` preset, B=100, D=96, default ``Config``) into its
+parts and sets each memory-bound part beside a *traffic bound* measured in the same run: a
+kernel that moves the same bytes and does no arithmetic worth the name. A part at its bound
+can only get cheaper by moving fewer bytes, i.e. by fusing it into its neighbour.
+
+- **Adam**: the bound reads the table, its gradient and both moments and writes the table
+  and both moments, one Numba ``prange`` pass, as the Adam kernel does (7 x 16.6 MB for
+  43,189 x 96 float32).
+- **softmax**: what the scoring forward does beyond its product, bounded by one in-place
+  pass over the ``(B, V)`` scores on the same threads (a multiply by 1, where the step has
+  an ``exp``) plus the BLAS row sums.
+- **ranks** (evaluation): one read of the ``(B, V)`` scores (a BLAS matrix-vector product),
+  beside the pessimistic-rank pass that compares every score with the target's, each timed
+  on fresh scores (they take turns going first). The
+  evaluation batch is split into batch building, encoder, score product and ranks, against
+  the forward GEMM alone, as ``bench_train.py`` times it whole.
+
+Everything is timed in turn, rep by rep, so every figure sees the same load::
+
+    python benchmarks/bench_step_parts.py             # 60 steps, about a minute
+    python benchmarks/bench_step_parts.py --reps 150 --json parts.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import srsan_np  # noqa: F401  first: its thread defaults act only before numpy loads
+import numpy as np
+from numba import njit, prange
+
+STEP_TARGET = 1.4  # the step's ceiling as a multiple of the floor (issue 5)
+
+
+@njit(cache=True, parallel=True)
+def _adam_traffic(p, g, m, v):
+    """Adam's memory traffic without its arithmetic: reads p, g, m, v; writes p, m, v."""
+    for i in prange(p.size):
+        a = g[i] + p[i]
+        m[i] = m[i] + a
+        v[i] = v[i] + a
+        p[i] = p[i] - m[i]
+
+
+def _scale_rows(lo, hi, scores, one):
+    np.multiply(scores[lo:hi], one, out=scores[lo:hi])
+
+
+def measure_parts(dataset, reps):
+    """Median ms of every part of the step, of the three GEMMs and of the two bounds."""
+    from srsan_np import model
+    from srsan_np.data import iterate_batches
+    from srsan_np.ops.scoring import _for_row_blocks
+    from srsan_np.optim import Adam
+
+    config = model.Config(n_items=dataset.n_items)
+    params = model.init_params(config, 0)
+    optimizer = Adam(params, weight_decay=1e-5)
+    dropout_rng = np.random.default_rng(1)
+    it = iterate_batches(dataset.train, 100, config.mode, np.random.default_rng(0))
+    batches = [next(it) for _ in range(reps + 3)]
+
+    times = {}
+
+    def timed(name, fn):
+        def wrapper(*args, **kwargs):
+            start = time.perf_counter()
+            out = fn(*args, **kwargs)
+            times.setdefault(name, []).append(time.perf_counter() - start)
+            return out
+        return wrapper
+
+    # the parts as loss_and_grads calls them: time the model's own functions in place
+    parts = {"encoder forward": "_forward", "scoring forward": "softmax_cross_entropy",
+             "scoring backward": "softmax_cross_entropy_backward",
+             "encoder backward": "encoder_layer_backward",
+             "lookup backward": "embedding_backward"}
+    originals = {attr: getattr(model, attr) for attr in parts.values()}
+    for name, attr in parts.items():
+        setattr(model, attr, timed(name, originals[attr]))
+    step_adam = timed("Adam", optimizer.step)
+
+    E1 = params["embedding.weight"][1:]  # (V, D)
+    H = np.random.default_rng(2).standard_normal((100, config.hidden)).astype(np.float32)
+    S = np.empty((100, config.n_items), np.float32)  # (B, V)
+    dH, dE = np.empty_like(H), np.empty_like(E1)
+    ones = np.ones(config.n_items, np.float32)
+    table = [np.random.default_rng(3).random(params["embedding.weight"].size, np.float32)
+             for _ in range(4)]  # p, g, m, v of the table's size
+    one = np.float32(1.0)
+    others = {
+        "GEMM S = H E^T": lambda: np.matmul(H, E1.T, out=S),
+        "GEMM dH = dS E": lambda: np.matmul(S, E1, out=dH),
+        "GEMM dE = dS^T H": lambda: np.matmul(S.T, H, out=dE),
+        "bound: Adam traffic": lambda: _adam_traffic(*table),
+        "bound: softmax traffic": lambda: (_for_row_blocks(_scale_rows, 100, S, one),
+                                             S @ ones),
+    }
+
+    def step(batch):
+        start = time.perf_counter()
+        step_adam(model.loss_and_grads(params, batch, config, dropout_rng)[1])
+        times.setdefault("step", []).append(time.perf_counter() - start)
+
+    try:
+        for i, batch in enumerate(batches):
+            if i == 3:  # compiled and warm: start counting
+                times.clear()
+            step(batch)
+            for name, fn in others.items():
+                start = time.perf_counter()
+                fn()
+                times.setdefault(name, []).append(time.perf_counter() - start)
+    finally:
+        for attr, fn in originals.items():
+            setattr(model, attr, fn)
+    return {name: float(np.median(ts) * 1e3) for name, ts in times.items()}
+
+
+def measure_eval_parts(dataset, n_batches):
+    """Median ms of the parts of one evaluation batch (as ``bench_train.measure_eval``
+    times it whole), of the forward GEMM and of a read of the scores (the ranks' bound)."""
+    from srsan_np import model
+    from srsan_np.data import make_batch
+    from srsan_np.evaluate import ranks_pessimistic
+    from srsan_np.ops.scoring import scores_forward
+
+    config = model.Config(n_items=dataset.n_items)
+    params = model.init_params(config, 0)
+    E = params["embedding.weight"]
+    H = np.random.default_rng(2).standard_normal((100, config.hidden)).astype(np.float32)
+    S = np.empty((100, config.n_items), np.float32)
+    ones = np.ones(config.n_items, np.float32)
+    len_max = int(dataset.test.lengths().max())
+    times = {}
+    for i in range(-2, n_batches):  # two warm-up batches
+        index = np.arange(100 * max(i, 0), 100 * max(i, 0) + 100)
+        marks = [time.perf_counter()]
+        np.matmul(H, E[1:].T, out=S)
+        marks.append(time.perf_counter())
+        batch = make_batch(dataset.test, index, config.mode, len_max)
+        marks.append(time.perf_counter())
+        x = model._forward(params, batch, config, None, read_out_only=True)[0]
+        marks.append(time.perf_counter())
+        scores = scores_forward(x[:, 0], E)
+        marks.append(time.perf_counter())
+        # the ranks, and a BLAS read of the same scores on the same threads, in turn
+        # first: whichever goes second finds the scores warm, so only the first is kept
+        first, second = (("eval: ranks", lambda: ranks_pessimistic(scores, batch.targets)),
+                         ("bound: read scores", lambda: scores @ ones))[::1 - 2 * (i % 2)]
+        first[1]()
+        marks.append(time.perf_counter())
+        second[1]()
+        if i >= 0:
+            for name, a, b in zip(("eval: forward GEMM", "eval: batch", "eval: encoder",
+                                   "eval: scores", first[0]), marks, marks[1:]):
+                times.setdefault(name, []).append(b - a)
+    return {name: float(np.median(ts) * 1e3) for name, ts in times.items()}
+
+
+def report(ms):
+    """The readable table and the derived figures (all ms unless named otherwise)."""
+    floor = ms["GEMM S = H E^T"] + ms["GEMM dH = dS E"] + ms["GEMM dE = dS^T H"]
+    softmax = ms["scoring forward"] - ms["GEMM S = H E^T"]
+    scoring_back = ms["scoring backward"] - ms["GEMM dH = dS E"] - ms["GEMM dE = dS^T H"]
+    encoder = ms["encoder forward"] + ms["encoder backward"] + ms["lookup backward"]
+    bounds = ms["bound: Adam traffic"] + ms["bound: softmax traffic"]
+    derived = {
+        "floor_ms": floor, "step_vs_floor": ms["step"] / floor,
+        "overhead_ms": ms["step"] - floor, "allowed_overhead_ms": (STEP_TARGET - 1) * floor,
+        "softmax_beyond_gemm_ms": softmax, "scoring_backward_beyond_gemms_ms": scoring_back,
+        "encoder_and_lookup_ms": encoder,
+        # every memory-bound part at its bound, the rest as measured
+        "step_vs_floor_if_at_bounds":
+            (ms["step"] - ms["Adam"] - softmax + bounds) / floor,
+        # what the encoder (forward, backward, lookup) could take for the step to meet
+        # the target with the memory-bound parts at their bounds
+        "encoder_budget_ms": (STEP_TARGET - 1) * floor - bounds - scoring_back
+            - (ms["step"] - ms["Adam"] - ms["scoring forward"] - ms["scoring backward"]
+               - encoder),
+    }
+    rows = [
+        ("GEMM floor (3 GEMMs)", floor, ""),
+        ("train step", ms["step"], f"{derived['step_vs_floor']:.2f} x floor"),
+        ("  softmax beyond S = H E^T", softmax,
+         f"bound {ms['bound: softmax traffic']:.2f}"),
+        ("  scoring backward beyond its GEMMs", scoring_back, ""),
+        ("  encoder forward", ms["encoder forward"], ""),
+        ("  encoder backward", ms["encoder backward"], ""),
+        ("  lookup backward (into dE)", ms["lookup backward"], ""),
+        ("  Adam", ms["Adam"], f"bound {ms['bound: Adam traffic']:.2f}"),
+    ]
+    for name, value, note in rows:
+        share = f"{value / floor:6.1%} of floor" if name != "train step" else ""
+        print(f"{name:38s} {value:7.2f} ms  {share:16s} {note}")
+    print(f"overhead beyond the floor {derived['overhead_ms']:.2f} ms; {STEP_TARGET} x allows "
+          f"{derived['allowed_overhead_ms']:.2f} ms")
+    print(f"with Adam and the softmax at their traffic bounds: "
+          f"{derived['step_vs_floor_if_at_bounds']:.2f} x floor")
+    print(f"the encoder's share of a {STEP_TARGET} x step, the rest at its bounds: "
+          f"{derived['encoder_budget_ms']:.2f} ms (measured {encoder:.2f} ms)")
+    gemm = ms["eval: forward GEMM"]
+    evaluation = sum(ms[f"eval: {part}"] for part in ("batch", "encoder", "scores", "ranks"))
+    derived["eval_vs_forward_gemm"] = evaluation / gemm
+    print(f"evaluation batch {evaluation:.2f} ms = {evaluation / gemm:.2f} x forward GEMM "
+          f"({gemm:.2f} ms):")
+    for part in ("batch", "encoder", "scores", "ranks"):
+        value = ms[f"eval: {part}"]
+        note = f"bound {ms['bound: read scores']:.2f}" if part == "ranks" else ""
+        print(f"  {part:36s} {value:7.2f} ms  {value / gemm:6.1%} of GEMM     {note}")
+    return derived
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reps", type=int, default=60, help="train steps timed (default 60)")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    from srsan_np.data import sample_dataset
+
+    load = round(os.getloadavg()[0], 2)
+    dataset = sample_dataset(0, "diginetica")
+    ms = measure_parts(dataset, args.reps)
+    ms.update(measure_eval_parts(dataset, min(args.reps, len(dataset.test) // 100)))
+    print(f"load average {load} on {os.cpu_count()} cores; V = {dataset.n_items:,}, B = 100")
+    results = {"load_before": load, "parts_ms": ms, **report(ms)}
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -23,7 +23,7 @@ from typing import Iterator, NamedTuple, Optional
 
 import numpy as np
 
-from srsan_np.data.store import Sessions
+from srsan_np.data.store import Sessions, copy_slices
 
 MODES = ("sequence", "faithful")
 
@@ -48,9 +48,8 @@ class Batch(NamedTuple):
 def _padded(sessions: Sessions, index: np.ndarray, lengths: np.ndarray, width: int) -> np.ndarray:
     """Prefixes ``index`` (of lengths ``lengths``) right-padded with 0 to ``width``: (B, width) int32."""
     rows = np.zeros((len(index), width), dtype=np.int32)               # (B, width)
-    real = np.arange(width) < lengths[:, None]                         # (B, width)
-    sub = sessions.subset(index)
-    rows[real] = sub.items  # row-major order of `real` matches the concatenated prefixes
+    copy_slices(sessions.items, sessions.offsets[index], lengths, rows.reshape(-1),
+                np.arange(len(index)) * width)
     return rows
 
 

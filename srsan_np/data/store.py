@@ -105,19 +105,25 @@ def gather_ragged(items: np.ndarray, starts: np.ndarray, lengths: np.ndarray):
     offsets is int64 of shape (len(starts) + 1,). Only the output is allocated, which
     matters when millions of prefixes are cut out of one click array.
     """
+    lengths = np.asarray(lengths, dtype=np.int64)
     offsets = np.zeros(len(starts) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     out = np.empty(offsets[-1], dtype=items.dtype)
-    _gather_kernel(items, np.asarray(starts, dtype=np.int64), offsets, out)
+    copy_slices(items, np.asarray(starts, dtype=np.int64), lengths, out, offsets)
     return out, offsets
 
 
 @njit(cache=True)
-def _gather_kernel(items, starts, offsets, out):
+def copy_slices(items, starts, lengths, out, out_starts):
+    """``out[out_starts[k]:][:lengths[k]] = items[starts[k]:][:lengths[k]]`` for every ``k``.
+
+    Back to back (``out_starts`` the running sum of the lengths) this concatenates the
+    slices; ``out_starts = k * width`` in a flattened ``(n, width)`` array pads them.
+    """
     for k in range(len(starts)):
-        a = starts[k]
-        for p in range(offsets[k + 1] - offsets[k]):
-            out[offsets[k] + p] = items[a + p]
+        a, b = starts[k], out_starts[k]
+        for p in range(lengths[k]):
+            out[b + p] = items[a + p]
 
 
 def _checked_int32(values: np.ndarray, what: str) -> np.ndarray:

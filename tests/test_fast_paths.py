@@ -19,6 +19,7 @@ from srsan_np.gradcheck import rel_error, richardson_gradient
 from srsan_np.ops.attention import (
     attention_backward,
     attention_forward,
+    _first_of_each,
     key_rows,
     keys_values_backward,
     keys_values_forward,
@@ -94,6 +95,15 @@ def test_keys_values_once_per_row_equal_all_rows(mask, ids):
     if ids is None:  # each projected position keeps its own gradient
         assert close(dx_fast, dx_full) < 1e-14
     assert not dx_fast[~needed].any()
+
+
+@pytest.mark.parametrize("n, high", [(0, 5), (1, 5), (40, 3), (500, 1000)])
+def test_first_of_each_is_numpy_unique(n, high):
+    values = np.random.default_rng(n).integers(0, high, size=n).astype(np.int32)
+    _, first, group = np.unique(values, return_index=True, return_inverse=True)
+    got_first, got_group = _first_of_each(values)
+    np.testing.assert_array_equal(got_first, first)
+    np.testing.assert_array_equal(got_group, group.reshape(-1))
 
 
 def test_key_rows_without_mask_or_ids_is_every_position():

@@ -207,6 +207,25 @@ def add_query_gradient(dx, dxq, last):
     return dx
 
 
+@njit(cache=True)
+def _first_of_each(values):
+    """``np.unique(values, return_index=True, return_inverse=True)[1:]`` in one pass after
+    a stable sort: ``first`` (G,) the position of each distinct value's first occurrence,
+    in increasing order of the values, and ``group`` (N,) the rank of each value among the
+    distinct ones. (NumPy's ``unique`` took twice as long on the ~400 ids of a batch.)"""
+    order = np.argsort(values, kind="mergesort")  # stable: the first occurrence first
+    first = np.empty(len(values), dtype=np.int64)
+    group = np.empty(len(values), dtype=np.int64)
+    g = -1
+    for k in range(len(order)):
+        i = order[k]
+        if k == 0 or values[i] != values[order[k - 1]]:
+            g += 1
+            first[g] = i
+        group[i] = g
+    return first[: g + 1], group
+
+
 def key_rows(key_mask, ids, shape):
     """Which rows of ``x`` (B, T, D) the keys and values are projected from.
 
@@ -233,8 +252,7 @@ def key_rows(key_mask, ids, shape):
     if ids is None:
         rows, group = needed, np.arange(len(needed))
     else:  # the first position of each distinct id stands for all of them
-        _, first, group = np.unique(ids.reshape(-1)[needed], return_index=True,
-                                    return_inverse=True)
+        first, group = _first_of_each(ids.reshape(-1)[needed])
         rows = needed[first]
     index = np.full(B * T, len(rows), dtype=np.int64)  # masked keys read the zero row
     index[needed] = group

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import srsan_np  # noqa: F401  first: its thread defaults act only before numpy loads
 import numpy as np
+from bench_train import scoring_gemms  # the floor, defined once
 from numba import njit, prange
 
 STEP_TARGET = 1.4  # the step's ceiling as a multiple of the floor (issue 5)
@@ -88,18 +89,13 @@ def measure_parts(dataset, reps):
         setattr(model, attr, timed(name, originals[attr]))
     step_adam = timed("Adam", optimizer.step)
 
-    E1 = params["embedding.weight"][1:]  # (V, D)
-    H = np.random.default_rng(2).standard_normal((100, config.hidden)).astype(np.float32)
-    S = np.empty((100, config.n_items), np.float32)  # (B, V)
-    dH, dE = np.empty_like(H), np.empty_like(E1)
+    S = np.empty((100, config.n_items), np.float32)  # (B, V) the floor's scores
     ones = np.ones(config.n_items, np.float32)
     table = [np.random.default_rng(3).random(params["embedding.weight"].size, np.float32)
              for _ in range(4)]  # p, g, m, v of the table's size
     one = np.float32(1.0)
     others = {
-        "GEMM S = H E^T": lambda: np.matmul(H, E1.T, out=S),
-        "GEMM dH = dS E": lambda: np.matmul(S, E1, out=dH),
-        "GEMM dE = dS^T H": lambda: np.matmul(S.T, H, out=dE),
+        **scoring_gemms(params, config, S),
         "bound: Adam traffic": lambda: _adam_traffic(*table),
         "bound: softmax traffic": lambda: (_for_row_blocks(_scale_rows, 100, S, one),
                                              S @ ones),
@@ -136,15 +132,14 @@ def measure_eval_parts(dataset, n_batches):
     config = model.Config(n_items=dataset.n_items)
     params = model.init_params(config, 0)
     E = params["embedding.weight"]
-    H = np.random.default_rng(2).standard_normal((100, config.hidden)).astype(np.float32)
-    S = np.empty((100, config.n_items), np.float32)
+    forward_gemm = scoring_gemms(params, config)["GEMM S = H E^T"]
     ones = np.ones(config.n_items, np.float32)
     len_max = int(dataset.test.lengths().max())
     times = {}
     for i in range(-2, n_batches):  # two warm-up batches
         index = np.arange(100 * max(i, 0), 100 * max(i, 0) + 100)
         marks = [time.perf_counter()]
-        np.matmul(H, E[1:].T, out=S)
+        forward_gemm()
         marks.append(time.perf_counter())
         batch = make_batch(dataset.test, index, config.mode, len_max)
         marks.append(time.perf_counter())

@@ -72,6 +72,19 @@ def _median_ms(times):
     return float(np.median(times) * 1e3)
 
 
+def scoring_gemms(params, config, S=None):
+    """The floor: the tied scoring layer's three float32 products on a batch's shapes, as
+    callables into preallocated outputs, ``S = H E^T``, ``dH = dS E``, ``dE = dS^T H`` (one
+    ``(B, V)`` array, ``S`` if given, stands for ``S`` and ``dS``; B = 100)."""
+    E1 = params["embedding.weight"][1:]  # (V, D)
+    H = np.random.default_rng(2).standard_normal((100, config.hidden)).astype(np.float32)
+    S = np.empty((100, config.n_items), np.float32) if S is None else S  # (B, V)
+    dH, dE = np.empty_like(H), np.empty_like(E1)
+    return {"GEMM S = H E^T": lambda: np.matmul(H, E1.T, out=S),
+            "GEMM dH = dS E": lambda: np.matmul(S, E1, out=dH),
+            "GEMM dE = dS^T H": lambda: np.matmul(S.T, H, out=dE)}
+
+
 def measure_step(dataset, reps):
     """Median train step and GEMM floor (ms), interleaved rep by rep."""
     from srsan_np import model
@@ -89,16 +102,11 @@ def measure_step(dataset, reps):
         batches.append(next(it))
         batch_times.append(time.perf_counter() - start)
 
-    E1 = params["embedding.weight"][1:]  # (V, D)
-    H = np.random.default_rng(2).standard_normal((100, config.hidden)).astype(np.float32)
-    S = np.empty((100, config.n_items), np.float32)  # (B, V)
-    dH = np.empty_like(H)
-    dE = np.empty_like(E1)
+    gemms = scoring_gemms(params, config).values()
 
     def floor():
-        np.matmul(H, E1.T, out=S)
-        np.matmul(S, E1, out=dH)
-        np.matmul(S.T, H, out=dE)
+        for gemm in gemms:
+            gemm()
 
     def step(batch):
         loss, grads = model.loss_and_grads(params, batch, config, dropout_rng)
@@ -132,15 +140,13 @@ def measure_eval(dataset, n_batches):
     config = model.Config(n_items=dataset.n_items)
     params = model.init_params(config, 0)
     score_fn = model_scorer(params, config, dataset.test)
-    E1 = params["embedding.weight"][1:]
-    H = np.random.default_rng(2).standard_normal((100, config.hidden)).astype(np.float32)
-    S = np.empty((100, config.n_items), np.float32)
+    forward_gemm = scoring_gemms(params, config)["GEMM S = H E^T"]
     n_batches = min(n_batches, len(dataset.test) // 100)
     eval_times, gemm_times = [], []
     for i in range(-2, n_batches):  # two warm-up batches
         index = np.arange(100 * max(i, 0), 100 * max(i, 0) + 100)
         start = time.perf_counter()
-        np.matmul(H, E1.T, out=S)
+        forward_gemm()
         gemm = time.perf_counter() - start
         start = time.perf_counter()
         ranks_pessimistic(score_fn(index), dataset.test.targets[index])

@@ -34,15 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .ops.embedding import embedding_backward, embedding_forward
-from .ops.encoder import encoder_layer_backward, encoder_layer_forward, layer_shapes
-from .ops.scoring import (
-    readout_backward,
-    readout_forward,
-    scores_forward,
-    softmax_cross_entropy,
-    softmax_cross_entropy_backward,
-)
+from . import kernels as kernel_sets
+from .ops.encoder import layer_shapes
 
 __all__ = [
     "Config",
@@ -214,18 +207,15 @@ def _check_params(params, config):
 
 
 def _layer(params, i):
+    """The parameters of layer ``i``, keyed as inside the layer (``"linear1.weight"``, ...)."""
     prefix = f"layers.{i}."
     return {key[len(prefix):]: value for key, value in params.items() if key.startswith(prefix)}
 
 
-def _forward(params, batch, config, rng, read_out_only=False):
-    """Embedding and encoder: ``x`` and the caches to go back through them.
-
-    ``x`` is (B, T, D); with ``read_out_only`` the last layer computes only each row's
-    read-out position, and ``x`` is (B, 1, D) (see :func:`loss_and_grads`).
-    """
+def _embed(params, batch, config, K):
+    """The encoder's input ``x`` (B, T, D): item embeddings, plus positions if any."""
     _check_params(params, config)
-    x, emb_cache = embedding_forward(batch.inputs, params["embedding.weight"])  # (B, T, D)
+    x, emb_cache = K.embedding_forward(batch.inputs, params["embedding.weight"])  # (B, T, D)
     T = x.shape[1]
     if config.positions:
         if T > config.max_len:
@@ -234,23 +224,36 @@ def _forward(params, batch, config, rng, read_out_only=False):
                 "raise max_len or truncate the sessions"
             )
         x = x + params["position.weight"][:T]  # the same (T, D) rows for every session
+    return x, emb_cache
+
+
+def _layer_args(batch, config, rng):
+    """What every encoder layer takes besides ``x`` and its parameters."""
     # faithful: the original has no padding mask, its zeros attend and are attended to
     key_mask = batch.key_mask if config.mode == "sequence" else None
     p = config.dropout if rng is not None else 0.0
-    # the first layer's input is the lookup itself unless positions were added: a function
-    # of the ids, so the attention projects each distinct id's key and value once
+    return config.heads, key_mask, p, rng
+
+
+def _encode(params, batch, config, rng, K):
+    """Embedding, the encoder and the read-out: ``h`` (B, D) and the caches to go back."""
+    x, emb_cache = _embed(params, batch, config, K)
+    args = _layer_args(batch, config, rng)
+    # the ids hint: the first layer's input is the lookup itself unless positions were added
     ids = None if config.positions else batch.inputs
     layer_caches = []
-    for i in range(config.layers):
-        last = batch.last if read_out_only and i == config.layers - 1 else None
-        x, cache = encoder_layer_forward(
-            x, _layer(params, i), config.heads, key_mask, p, rng, last, ids if i == 0 else None
-        )
+    for i in range(config.layers - 1):
+        x, cache = K.encoder_layer_forward(x, _layer(params, i), *args, ids if i == 0 else None)
         layer_caches.append(cache)
-    return x, emb_cache, layer_caches
+    # the last layer and the read-out: the hidden vector at each session's last click
+    last = config.layers - 1
+    h, cache = K.readout_layer_forward(x, _layer(params, last), *args,
+                                       ids if last == 0 else None, batch.last)  # (B, D)
+    layer_caches.append(cache)
+    return h, emb_cache, layer_caches
 
 
-def loss_and_grads(params, batch, config, rng, read_out_only=True):
+def loss_and_grads(params, batch, config, rng, kernels="fast"):
     """Mean cross-entropy of the next click and the gradient of every parameter.
 
     Parameters
@@ -262,12 +265,10 @@ def loss_and_grads(params, batch, config, rng, read_out_only=True):
     config : Config
     rng : numpy.random.Generator or None
         Dropout masks (training); None: no dropout (the loss of the evaluation model).
-    read_out_only : bool
-        True (the fast path): the last encoder layer computes its output at the read-out
-        position of each session only -- the only one the loss reads -- with keys and
-        values from every position. False: every position, as the paper's figure draws it.
-        Without dropout both give the same loss and gradients (up to rounding); with
-        dropout both are exact for their own masks, which are drawn for different shapes.
+    kernels : "fast", "reference" or srsan_np.kernels.Kernels
+        The kernel set (see :mod:`srsan_np.kernels`). Without dropout every set gives the
+        same loss and gradients up to rounding; with dropout each is exact for its own
+        masks, which the fast set draws for fewer positions.
 
     Returns
     -------
@@ -280,47 +281,55 @@ def loss_and_grads(params, batch, config, rng, read_out_only=True):
     The embedding table ``E`` is used twice, to encode the input and to score the items,
     so its gradient is the sum of both paths (``dE = dE_scores + dE_lookup``).
     """
-    x, emb_cache, layer_caches = _forward(params, batch, config, rng, read_out_only)
+    K = kernel_sets.get(kernels)
+    h, emb_cache, layer_caches = _encode(params, batch, config, rng, K)
     E = params["embedding.weight"]
-    # read_out_only: x is (B, 1, D), already at the read-out positions
-    last = np.zeros_like(batch.last) if read_out_only else batch.last
-    h, readout_cache = readout_forward(x, last)  # (B, D)
-    loss, loss_cache = softmax_cross_entropy(h, E, batch.targets)
+    loss, loss_cache = K.softmax_cross_entropy(h, E, batch.targets)
 
     grads = {}
     # forward: loss = CE(h E[1:]^T, targets); the scoring path's share of dE
-    dh, dE_scores = softmax_cross_entropy_backward(1.0, loss_cache)
-    # forward: h = x[b, last[b]]
-    dx = readout_backward(dh, readout_cache)  # (B, T, D), or (B, 1, D) if read_out_only
-    # forward: x = layer_i(x), i = 0 .. L-1
-    for i in reversed(range(config.layers)):
-        dx, dlayer = encoder_layer_backward(dx, layer_caches[i])
-        for key, value in dlayer.items():
-            grads[f"layers.{i}.{key}"] = value
+    dh, dE_scores = K.softmax_cross_entropy_backward(1.0, loss_cache)
+    # forward: h = last_layer(x)[b, last[b]]
+    last = config.layers - 1
+    dx, dlayer = K.readout_layer_backward(dh, layer_caches[last])  # (B, T, D)
+    grads.update((f"layers.{last}.{key}", value) for key, value in dlayer.items())
+    # forward: x = layer_i(x), i = L-2 .. 0
+    for i in reversed(range(last)):
+        dx, dlayer = K.encoder_layer_backward(dx, layer_caches[i])
+        grads.update((f"layers.{i}.{key}", value) for key, value in dlayer.items())
     # forward: x = E[ids] + P[:T]; every session adds the same position rows
     if config.positions:
         dP = np.zeros_like(params["position.weight"])  # (max_len, D)
         dP[: dx.shape[1]] = dx.sum(axis=0)
         grads["position.weight"] = dP
     # forward: x = E[ids]; the lookup path's share of the tied table, added in place
-    grads["embedding.weight"] = embedding_backward(dx, emb_cache, dW=dE_scores)
+    grads["embedding.weight"] = K.embedding_backward(dx, emb_cache, dE_scores)
     return loss, {name: grads[name] for name in params}
 
 
-def score(params, batch, config) -> np.ndarray:
+def score(params, batch, config, kernels="fast") -> np.ndarray:
     """Evaluation-mode scores (no dropout): ``(B, V)``, column ``j`` is item ``j + 1``."""
-    x, _, _ = _forward(params, batch, config, None, read_out_only=True)  # (B, 1, D)
-    return scores_forward(x[:, 0], params["embedding.weight"])
+    K = kernel_sets.get(kernels)
+    h, _, _ = _encode(params, batch, config, None, K)
+    return K.scores_forward(h, params["embedding.weight"])
 
 
-def attention_maps(params, batch, config) -> list[np.ndarray]:
+def attention_maps(params, batch, config, kernels="fast") -> list[np.ndarray]:
     """Evaluation-mode attention weights, one ``(B, H, T, T)`` array per layer.
 
     ``maps[l][b, h, t, s]`` is how much position ``t`` reads from position ``s`` in head
-    ``h`` of layer ``l``; each row sums to 1 over the real keys.
+    ``h`` of layer ``l``; each row sums to 1 over the real keys. Every layer is computed at
+    every position, with ``kernels``' encoder layer.
     """
-    _, _, layer_caches = _forward(params, batch, config, None)
-    return [cache.attn.att for cache in layer_caches]
+    K = kernel_sets.get(kernels)
+    x, _ = _embed(params, batch, config, K)
+    args = _layer_args(batch, config, None)
+    ids = None if config.positions else batch.inputs
+    maps = []
+    for i in range(config.layers):
+        x, cache = K.encoder_layer_forward(x, _layer(params, i), *args, ids if i == 0 else None)
+        maps.append(cache.attn.att)
+    return maps
 
 
 # ---------------------------------------------------------------------------------------

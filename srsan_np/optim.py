@@ -6,33 +6,23 @@ reproduces both to the last rounding step, so a run here and a run there can be 
 update by update.
 
 The update of one parameter array is a single fused Numba pass (weight decay, both moments,
-bias correction and the parameter step), because the embedding table -- about
-43,000 x 96 on Diginetica -- receives a dense gradient every step (the softmax gives every
-item some gradient) and four separate NumPy passes over it would cost more than the rest of
-the step's elementwise work.
+bias correction and the parameter step), parallel over the flat array.
 """
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 from numba import njit, prange
 
 __all__ = ["Adam", "step_lr"]
 
-# error_model="numpy": a division by zero gives inf/nan instead of raising, which removes the
-# per-element check that otherwise stops LLVM from vectorising the loop. prange over the flat
-# index: Numba hands each thread one contiguous block, so every element has one owner.
-# Measured on a 43,189 x 96 float32 table in a training step, 2 cores: 3.5-3.6 ms, against
-# 2.7-2.8 ms for a pass moving the same bytes with no arithmetic
-# (`python benchmarks/bench_step_parts.py`).
-# Arrays smaller than _PARALLEL_FROM run on one thread (see Adam.step).
-@njit(cache=True, parallel=True, error_model="numpy")
-def _adam_kernel(p, g, m, v, one_minus_beta1, beta2, one_minus_beta2, weight_decay, step_size,
-                 bias2_sqrt, eps):
-    """One Adam step on flat arrays, in place; each element is read and written once.
 
-    Per element, in the order and rounding of ``torch.optim.Adam`` (single-tensor path)::
+@njit(cache=True, error_model="numpy")
+def adam_element(p, g, m, v, one_minus_beta1, beta2, one_minus_beta2, weight_decay, step_size,
+                 bias2_sqrt, eps):
+    """One Adam step of one element: the new ``(p, m, v)``.
+
+    In the order and rounding of ``torch.optim.Adam`` (single-tensor path)::
 
         g' = g + weight_decay * p                  # coupled L2: decay enters the moments
         m  = m + (1 - beta1) * (g' - m)            # torch: exp_avg.lerp_(grad, 1 - beta1)
@@ -44,19 +34,26 @@ def _adam_kernel(p, g, m, v, one_minus_beta1, beta2, one_minus_beta2, weight_dec
     literal would promote float32 to float64), so float32 arithmetic stays float32, as in
     torch for float32 tensors, and float64 stays float64.
     """
+    grad = g + weight_decay * p
+    m = m + one_minus_beta1 * (grad - m)
+    v = beta2 * v + one_minus_beta2 * grad * grad
+    return p - step_size * (m / (np.sqrt(v) / bias2_sqrt + eps)), m, v
+
+
+# error_model="numpy": a division by zero gives inf/nan instead of raising, which removes the
+# per-element check that otherwise stops LLVM from vectorising the loop. prange over the flat
+# index: Numba hands each thread one contiguous block, so every element has one owner.
+@njit(cache=True, parallel=True, error_model="numpy")
+def adam_kernel(p, g, m, v, one_minus_beta1, beta2, one_minus_beta2, weight_decay, step_size,
+                bias2_sqrt, eps):
+    """One Adam step on flat arrays, in place (see :func:`adam_element`); each element is
+    read and written once, in one fused pass: the embedding table receives a dense gradient
+    every step (the softmax gives every item some gradient), and separate NumPy passes for
+    the decay, the moments and the step would each read and write it again."""
     for i in prange(p.size):
-        grad = g[i] + weight_decay * p[i]
-        m_i = m[i] + one_minus_beta1 * (grad - m[i])
-        v_i = beta2 * v[i] + one_minus_beta2 * grad * grad
-        m[i] = m_i
-        v[i] = v_i
-        p[i] = p[i] - step_size * (m_i / (np.sqrt(v_i) / bias2_sqrt + eps))
-
-
-# Waking the second thread costs more than it saves below this many elements: the 12
-# arrays of a default layer (112k elements in all) take 0.39 ms a step on two threads and
-# 0.22 ms on one (measured, 2 cores); only the embedding table is large.
-_PARALLEL_FROM = 1 << 17
+        p[i], m[i], v[i] = adam_element(p[i], g[i], m[i], v[i], one_minus_beta1, beta2,
+                                        one_minus_beta2, weight_decay, step_size,
+                                        bias2_sqrt, eps)
 
 
 class Adam:
@@ -141,19 +138,18 @@ class Adam:
             if g.shape != p.shape or g.dtype != p.dtype:
                 raise ValueError(f"Adam.step: gradient {name!r} is {g.dtype}{g.shape}, "
                                  f"parameter is {p.dtype}{p.shape}")
-        threads = numba.get_num_threads()
-        try:
-            for name, p in self.params.items():
-                # elementwise: the result is the same on any number of threads
-                numba.set_num_threads(threads if p.size >= _PARALLEL_FROM else 1)
-                cast = p.dtype.type
-                _adam_kernel(p.reshape(-1), np.ascontiguousarray(grads[name]).reshape(-1),
-                             self.m[name].reshape(-1), self.v[name].reshape(-1),
-                             cast(1.0 - beta1), cast(beta2), cast(1.0 - beta2),
-                             cast(self.weight_decay), cast(step_size), cast(bias2_sqrt),
-                             cast(self.eps))
-        finally:
-            numba.set_num_threads(threads)
+        for name, p in self.params.items():
+            cast = p.dtype.type
+            # elementwise: the result is the same on any number of threads
+            self._kernel(p)(p.reshape(-1), np.ascontiguousarray(grads[name]).reshape(-1),
+                            self.m[name].reshape(-1), self.v[name].reshape(-1),
+                            cast(1.0 - beta1), cast(beta2), cast(1.0 - beta2),
+                            cast(self.weight_decay), cast(step_size), cast(bias2_sqrt),
+                            cast(self.eps))
+
+    def _kernel(self, p):
+        """The kernel that updates ``p``: the parallel one for every array."""
+        return adam_kernel
 
     def state_dict(self):
         """The optimiser state as plain arrays: ``"t"``, ``"m.<name>"``, ``"v.<name>"``.

@@ -10,21 +10,31 @@ of a session. With PyTorch's defaults (``norm_first=False``, ReLU, LayerNorm eps
     out = LN2(h + Dropout(f))
 
 Every step is one of the shared ops, so this file is only their composition and its
-reverse. The parameters of a layer are a dict keyed as PyTorch names them inside the layer
-(:data:`LAYER_KEYS`), so a state dict maps onto it one to one.
+reverse, in two sub-layers as the paper's figure draws them: the attention block (the
+first line and the second) and the feed-forward block (the last two). The parameters of a
+layer are a dict keyed as PyTorch names them inside the layer (:data:`LAYER_KEYS`), so a
+state dict maps onto it one to one.
 """
 
 from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from .attention import add_query_gradient, attention_backward, attention_forward, select_queries
+from .attention import attention_backward, attention_forward
 from .dropout import dropout_backward, dropout_forward
 from .layernorm import layernorm_backward, layernorm_forward
 from .linear import linear_backward, linear_forward
 from .relu import relu_backward, relu_forward
 
-__all__ = ["LAYER_KEYS", "layer_shapes", "encoder_layer_forward", "encoder_layer_backward"]
+__all__ = [
+    "LAYER_KEYS",
+    "layer_shapes",
+    "check_layer",
+    "encoder_layer_forward",
+    "encoder_layer_backward",
+    "feed_forward_forward",
+    "feed_forward_backward",
+]
 
 LAYER_KEYS = (
     "self_attn.in_proj_weight",
@@ -58,39 +68,76 @@ def layer_shapes(hidden: int, ff: int) -> dict[str, tuple[int, ...]]:
     return dict(zip(LAYER_KEYS, shapes))
 
 
-class EncoderLayerCache(NamedTuple):
-    """The caches of the ops of one layer, in forward order."""
+class FeedForwardCache(NamedTuple):
+    """The caches of the feed-forward block, in forward order."""
 
-    last: Any       # (B,) the positions computed, or None: every position
-    attn: Any       # attention; ``attn.att`` (B, H, Tq, T) are the attention weights
-    drop_attn: Any  # dropout on the attention output ("dropout1" in PyTorch)
-    norm1: Any
     linear1: Any
     relu: Any
-    drop_ff: Any    # dropout between the two linear layers ("dropout")
+    drop_ff: Any    # dropout between the two linear layers ("dropout" in PyTorch)
     linear2: Any
     drop_out: Any   # dropout on the feed-forward output ("dropout2")
     norm2: Any
 
 
-def _check_layer(x, layer):
+class EncoderLayerCache(NamedTuple):
+    """The caches of the ops of one layer, in forward order."""
+
+    attn: Any       # attention; ``attn.att`` (B, H, T, T) are the attention weights
+    drop_attn: Any  # dropout on the attention output ("dropout1" in PyTorch)
+    norm1: Any
+    ff: FeedForwardCache
+
+
+def check_layer(name, x, layer):
+    """Raise naming the first missing or misshapen parameter of ``layer`` for input ``x``."""
     if x.ndim != 3:
-        raise ValueError(f"encoder_layer_forward: x must be (B, T, D), got shape {x.shape}")
+        raise ValueError(f"{name}: x must be (B, T, D), got shape {x.shape}")
     missing = [key for key in LAYER_KEYS if key not in layer]
     if missing:
-        raise KeyError(f"encoder_layer_forward: layer is missing {missing}")
+        raise KeyError(f"{name}: layer is missing {missing}")
     D = x.shape[2]
     ff = layer["linear1.weight"].shape[0]
     for key, shape in layer_shapes(D, ff).items():
         if layer[key].shape != shape:
             raise ValueError(
-                f"encoder_layer_forward: layer[{key!r}] has shape {layer[key].shape}, "
+                f"{name}: layer[{key!r}] has shape {layer[key].shape}, "
                 f"expected {shape} for D={D}, feed-forward {ff}"
             )
 
 
-def encoder_layer_forward(x, layer, n_heads, key_mask=None, p=0.0, rng=None, last=None,
-                          ids=None):
+def feed_forward_forward(h, layer, p=0.0, rng=None):
+    """The feed-forward block: ``out = LN2(h + Dropout(W2 Dropout(ReLU(W1 h + b1)) + b2))``.
+
+    Position-wise: ``h`` may have any leading axes, ``(..., D)``. Returns ``out`` (the
+    shape of ``h``) and a :class:`FeedForwardCache`.
+    """
+    f, linear1 = linear_forward(h, layer["linear1.weight"], layer["linear1.bias"])  # (..., F)
+    f, relu = relu_forward(f)
+    f, drop_ff = dropout_forward(f, p, rng)
+    f, linear2 = linear_forward(f, layer["linear2.weight"], layer["linear2.bias"])  # (..., D)
+    f, drop_out = dropout_forward(f, p, rng)
+    out, norm2 = layernorm_forward(h + f, layer["norm2.weight"], layer["norm2.bias"])
+    return out, FeedForwardCache(linear1, relu, drop_ff, linear2, drop_out, norm2)
+
+
+def feed_forward_backward(dout, cache):
+    """Backward of :func:`feed_forward_forward`: ``dh`` (the shape of ``dout``) and a dict
+    of the block's six parameter gradients, keyed as :data:`LAYER_KEYS`."""
+    g = {}
+    # forward: out = LN2(h + f)
+    dsum, g["norm2.weight"], g["norm2.bias"] = layernorm_backward(dout, cache.norm2)
+    # forward: f = dropout(f)
+    df = dropout_backward(dsum, cache.drop_out)
+    # forward: f = linear2(f)
+    df, g["linear2.weight"], g["linear2.bias"] = linear_backward(df, cache.linear2)
+    # forward: f = dropout(f); f = relu(f)
+    df = relu_backward(dropout_backward(df, cache.drop_ff), cache.relu)
+    # forward: f = linear1(h); h feeds both the residual and the feed-forward block
+    dh_ff, g["linear1.weight"], g["linear1.bias"] = linear_backward(df, cache.linear1)
+    return dsum + dh_ff, g  # the residual branch: d(h + f)/dh = identity
+
+
+def encoder_layer_forward(x, layer, n_heads, key_mask=None, p=0.0, rng=None):
     """Forward pass of one post-LN encoder layer.
 
     Parameters
@@ -105,20 +152,10 @@ def encoder_layer_forward(x, layer, n_heads, key_mask=None, p=0.0, rng=None, las
         Dropout probability of all four dropouts (PyTorch uses one ``dropout`` argument).
     rng : numpy.random.Generator or None
         None: evaluation, every dropout is the identity.
-    last : (B,) int or None
-        None: the output at every position. Given: only at position ``last[b]`` of each
-        row, ``out`` (B, 1, D) -- the same values as ``out_full[b, last[b]]``. The model's
-        last layer needs nothing else (only the read-out feeds the loss), and then runs the
-        query, the residuals, the norms and the feed-forward block on ``B`` rows instead of
-        ``B T``; keys and values still come from every position.
-    ids : (B, T) int or None
-        The item ids when ``x`` is their embedding lookup (the first layer, no positions):
-        the attention then projects each distinct id's key and value once (see
-        :func:`srsan_np.ops.attention.key_rows`).
 
     Returns
     -------
-    out : (B, T, D), or (B, 1, D) when ``last`` is given
+    out : (B, T, D)
     cache : EncoderLayerCache
 
     Notes
@@ -130,7 +167,7 @@ def encoder_layer_forward(x, layer, n_heads, key_mask=None, p=0.0, rng=None, las
     The dropouts are drawn in this order from ``rng``: attention weights, attention
     output, feed-forward hidden, feed-forward output.
     """
-    _check_layer(x, layer)
+    check_layer("encoder_layer_forward", x, layer)
     a, attn = attention_forward(
         x,
         layer["self_attn.in_proj_weight"],
@@ -141,22 +178,11 @@ def encoder_layer_forward(x, layer, n_heads, key_mask=None, p=0.0, rng=None, las
         key_mask,
         p,
         rng,
-        last,
-        ids,
-    )  # (B, Tq, D), Tq = T or 1
+    )  # (B, T, D)
     a, drop_attn = dropout_forward(a, p, rng)
-    xq = select_queries(x, last)  # (B, Tq, D) the residual at the computed positions
-    h, norm1 = layernorm_forward(xq + a, layer["norm1.weight"], layer["norm1.bias"])
-    f, linear1 = linear_forward(h, layer["linear1.weight"], layer["linear1.bias"])  # (B, T, F)
-    f, relu = relu_forward(f)
-    f, drop_ff = dropout_forward(f, p, rng)
-    f, linear2 = linear_forward(f, layer["linear2.weight"], layer["linear2.bias"])  # (B, T, D)
-    f, drop_out = dropout_forward(f, p, rng)
-    out, norm2 = layernorm_forward(h + f, layer["norm2.weight"], layer["norm2.bias"])  # (B, T, D)
-    cache = EncoderLayerCache(
-        last, attn, drop_attn, norm1, linear1, relu, drop_ff, linear2, drop_out, norm2
-    )
-    return out, cache
+    h, norm1 = layernorm_forward(x + a, layer["norm1.weight"], layer["norm1.bias"])
+    out, ff = feed_forward_forward(h, layer, p, rng)  # (B, T, D)
+    return out, EncoderLayerCache(attn, drop_attn, norm1, ff)
 
 
 def encoder_layer_backward(dout, cache):
@@ -164,7 +190,7 @@ def encoder_layer_backward(dout, cache):
 
     Parameters
     ----------
-    dout : (B, Tq, D), the shape of the forward output
+    dout : (B, T, D)
     cache : EncoderLayerCache
 
     Returns
@@ -173,20 +199,9 @@ def encoder_layer_backward(dout, cache):
     dlayer : dict[str, np.ndarray]
         The gradient of every parameter, keyed as :data:`LAYER_KEYS`.
     """
-    g = {}
-    # forward: out = LN2(h + f)
-    dsum, g["norm2.weight"], g["norm2.bias"] = layernorm_backward(dout, cache.norm2)
-    dh = dsum  # the residual branch: d(h + f)/dh = identity
-    # forward: f = dropout(f)
-    df = dropout_backward(dsum, cache.drop_out)
-    # forward: f = linear2(f)
-    df, g["linear2.weight"], g["linear2.bias"] = linear_backward(df, cache.linear2)
-    # forward: f = dropout(f); f = relu(f)
-    df = relu_backward(dropout_backward(df, cache.drop_ff), cache.relu)
-    # forward: f = linear1(h); h feeds both the residual and the feed-forward block
-    dh_ff, g["linear1.weight"], g["linear1.bias"] = linear_backward(df, cache.linear1)
-    dh = dh + dh_ff
-    # forward: h = LN1(xq + a), xq = select_queries(x, last)
+    # forward: out = feed_forward(h)
+    dh, g = feed_forward_backward(dout, cache.ff)
+    # forward: h = LN1(x + a)
     dsum, g["norm1.weight"], g["norm1.bias"] = layernorm_backward(dh, cache.norm1)
     # forward: a = dropout(Attn(x)); x feeds both the residual and the attention
     da = dropout_backward(dsum, cache.drop_attn)
@@ -197,5 +212,5 @@ def encoder_layer_backward(dout, cache):
         g["self_attn.out_proj.weight"],
         g["self_attn.out_proj.bias"],
     ) = attention_backward(da, cache.attn)
-    dx = add_query_gradient(dx_attn, dsum, cache.last)
+    dx = dx_attn + dsum
     return dx, {key: g[key] for key in LAYER_KEYS}

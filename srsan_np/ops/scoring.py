@@ -7,43 +7,16 @@ candidate); the loss is the cross-entropy of the softmax over those scores, aver
 batch (``nn.CrossEntropyLoss`` with target ``item - 1``). Column ``j`` of the scores is item
 ``j + 1``.
 
-Speed. With ``V`` in the tens of thousands the head dominates a training step. Its three
-matrix products (``S = h E^T``, ``dh = dS E``, ``dE = dS^T h``) go to BLAS, and the softmax
-around them makes one pass over the ``(B, V)`` scores, an ``exp`` in place, plus one BLAS
-matrix-vector product for the row sums:
-
-- *no max pass.* The softmax is the same for any shift of a row, ``exp(s - c) / sum``; the
-  usual shift by the row's max only keeps ``exp`` in range. So the scores are exponentiated
-  as they are, and a row whose sum falls outside ``[2^-64, 2^64]`` (a score above about 44,
-  or all below about -44: overflow, or terms lost to underflow) is computed again from
-  ``h`` with the max shift. Trained SR-SAN scores stay well inside, so this path is for
-  safety, and the common path saves a read of the scores.
-- *a faster base.* ``e^s = b^(s / ln b)`` for any base ``b``, and the ``1 / ln b`` costs
-  nothing folded into ``h`` before the product. NumPy's float32 ``exp2`` is twice as fast as
-  its ``exp`` on AVX-512 (0.29 against 0.55 ns per element measured here), but has no AVX2
-  version, where ``exp`` is the faster; :func:`_fastest_exp` asks NumPy which it dispatches.
-  With the first point: the softmax beyond its product takes 2.2 ms against 3.5 ms with a
-  max pass and ``exp`` (100 x 43,188 float32, 2 cores, the two versions timed in turn).
-- *both cores.* The ``exp`` runs on row blocks shared among threads (NumPy's ufuncs release
-  the GIL), with no Numba kernel on purpose: NumPy's ``exp`` is SIMD-vectorised, while a
-  Numba loop gets a scalar ``exp`` here (no SVML); a hand-written polynomial ``exp`` that
-  LLVM does vectorise took 2.8 ms on two threads for 100 x 43097, against 2.2 ms for
-  NumPy's.
-
-Nothing else touches a ``(B, V)`` array: the probabilities are never normalised in memory
-(``P = U / total`` row by row, with ``U`` the exponentiated scores, so the ``1 / total``
-and the ``1 / B`` of the mean scale the small ``(B, D)`` operands of the backward products
-instead), and the one-hot part of ``dS = (P - Y) / B`` is applied to the ``B`` target rows
-of the products' results rather than to ``dS`` (see :func:`softmax_cross_entropy_backward`).
+The softmax and the cross-entropy are one op, because their joint gradient is simple,
+``dS = (P - Y) / B``, where each alone would divide by probabilities that may underflow
+(docs/derivations.md, section 9). The three matrix products, ``S = h E^T``, ``dh = dS E``,
+``dE = dS^T h``, go to BLAS through NumPy's ``@``.
 """
 
 from __future__ import annotations
 
-import math
-from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
-import numba
 import numpy as np
 
 __all__ = [
@@ -52,6 +25,7 @@ __all__ = [
     "readout_forward",
     "readout_backward",
     "scores_forward",
+    "check_loss_inputs",
     "softmax_cross_entropy",
     "softmax_cross_entropy_backward",
 ]
@@ -67,16 +41,10 @@ class ReadoutCache(NamedTuple):
 class SoftmaxCrossEntropyCache(NamedTuple):
     """What :func:`softmax_cross_entropy_backward` needs."""
 
-    exp_shifted: np.ndarray  # (B, V) U = exp(s - c), unnormalised probabilities (c per row)
-    total: np.ndarray  # (B,) sum_v U_v, so that P = U / total
+    probs: np.ndarray  # (B, V) the softmax over items 1..V
     targets: np.ndarray  # (B,) int, items in 1..V
     h: np.ndarray  # (B, D) session vectors
     E: np.ndarray  # (V + 1, D) embedding table
-
-    @property
-    def probs(self) -> np.ndarray:
-        """(B, V) the softmax over items 1..V (computed on demand, for readers)."""
-        return self.exp_shifted / self.total.astype(self.exp_shifted.dtype)[:, None]
 
 
 def readout_forward(x: np.ndarray, last: np.ndarray):
@@ -167,66 +135,25 @@ def scores_forward(h: np.ndarray, E: np.ndarray) -> np.ndarray:
     return h @ E[1:].T  # (B, V)
 
 
-def _fastest_exp():
-    """``(np.exp2, ln 2)`` where NumPy runs ``exp2`` with the SIMD it runs ``exp`` with, else
-    ``(np.exp, 1.0)``: an exponential and the log of its base.
-
-    NumPy (2.0 and later) says which compiled version of a ufunc it dispatches to on this
-    CPU; ``exp2`` has only an AVX-512 one, ``exp`` has AVX-512 and AVX2 ones.
-    """
-    try:
-        from numpy.lib.introspect import opt_func_info
-
-        info = opt_func_info(func_name="^exp2?$", signature="float32")
-        exp, exp2 = (info[name]["ff"]["current"] for name in ("exp", "exp2"))
-    except (ImportError, KeyError):
-        return np.exp, 1.0
-    return (np.exp2, math.log(2.0)) if exp2 == exp else (np.exp, 1.0)
-
-
-_EXP, _LN_BASE = _fastest_exp()  # e^s = _EXP(s / _LN_BASE)
-_SAFE_SUM = (2.0 ** -64, 2.0 ** 64)  # a row sum within these needs no shift by its max
-
-
-def _exp_rows(lo, hi, scores):
-    """Rows ``lo..hi-1`` of ``scores`` (already divided by ``_LN_BASE``) exponentiated in place.
-
-    Overflow and underflow are expected here and handled by the caller (the rows whose sum
-    leaves the safe range are computed again), so NumPy is told not to warn.
-    """
-    with np.errstate(over="ignore", under="ignore"):  # per thread: set in the worker
-        _EXP(scores[lo:hi], out=scores[lo:hi])
-
-
-_pool = None  # worker threads for _for_row_blocks, created on first use
-
-
-def _for_row_blocks(fn, n_rows, *args):
-    """``fn(lo, hi, *args)`` on contiguous row blocks, one per thread, and wait for all.
-
-    NumPy's ufuncs release the GIL, so Python threads run them on all cores; each thread
-    owns its rows, so the result is the same whatever the thread count. The count is
-    Numba's (``NUMBA_NUM_THREADS`` or ``numba.set_num_threads``), one knob for both.
-    Measured on 100 x 43188 float32 scores, 2 cores: the ``exp`` and the row sums take
-    1.96 ms beyond the product on one thread, 1.37 ms on two.
-    """
-    global _pool
-    n_threads = max(1, min(numba.get_num_threads(), n_rows))
-    if n_threads == 1:
-        fn(0, n_rows, *args)
-        return
-    bounds = np.linspace(0, n_rows, n_threads + 1).astype(int)
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=numba.config.NUMBA_NUM_THREADS - 1,
-                                   thread_name_prefix="srsan-rows")
-    futures = [_pool.submit(fn, bounds[i], bounds[i + 1], *args) for i in range(1, n_threads)]
-    fn(bounds[0], bounds[1], *args)  # the calling thread takes the first block
-    for future in futures:
-        future.result()  # re-raises a worker's exception here
+def check_loss_inputs(name, h, E, targets):
+    """Raise naming the first argument of ``name`` that does not fit (see
+    :func:`softmax_cross_entropy`)."""
+    _check_head(name, h, E)
+    V = E.shape[0] - 1
+    if targets.shape != (h.shape[0],) or targets.dtype.kind not in "iu":
+        raise ValueError(
+            f"{name}: targets must be (B,) = ({h.shape[0]},) integers, "
+            f"got {targets.dtype} {targets.shape}"
+        )
+    if targets.size and (targets.min() < 1 or targets.max() > V):
+        raise ValueError(
+            f"{name}: targets must lie in 1..V = 1..{V} (0 is padding), "
+            f"got min {targets.min()}, max {targets.max()}"
+        )
 
 
 def softmax_cross_entropy(h: np.ndarray, E: np.ndarray, targets: np.ndarray):
-    """Fused tied scoring, log-softmax and mean cross-entropy.
+    """Fused tied scoring, softmax and mean cross-entropy.
 
     Parameters
     ----------
@@ -240,56 +167,31 @@ def softmax_cross_entropy(h: np.ndarray, E: np.ndarray, targets: np.ndarray):
     Returns
     -------
     loss : float
-        Mean cross-entropy over the batch (computed in float64 from the per-row terms).
+        Mean cross-entropy over the batch.
     cache : SoftmaxCrossEntropyCache
-        Holds the ``(B, V)`` unnormalised probabilities and their row sums
-        (``cache.probs`` gives the normalised ones).
+        Holds the ``(B, V)`` probabilities.
 
     Notes
     -----
-    ``s = h E[1:]^T`` (B, V); per row, with a shift ``c`` that keeps ``exp`` in range
-    (0, or the row's max when the row's sum would leave ``[2^-64, 2^64]``, see the module
-    notes): ``log p_v = (s_v - c) - log sum_u exp(s_u - c)``, the same for every ``c``, and
-    ``loss = -(1/B) sum_b log p_b,targets[b]-1``. This equals PyTorch's
+    ``S = h E[1:]^T`` (B, V). Per row, with ``m`` the row's largest score,
+    ``P_v = exp(S_v - m) / sum_u exp(S_u - m)``: the shift leaves the softmax unchanged
+    (it cancels between numerator and denominator) and makes the largest term exp(0) = 1,
+    so nothing overflows and the sum is at least 1. The loss of a row is
+    ``-log P_target = log sum_u exp(S_u - m) - (S_target - m)``, and
+    ``loss = (1/B) sum_b -log P_b,target``. This equals PyTorch's
     ``nn.CrossEntropyLoss()(h @ E[1:].T, targets - 1)``.
     """
-    _check_head("softmax_cross_entropy", h, E)
-    V = E.shape[0] - 1
-    if targets.shape != (h.shape[0],) or targets.dtype.kind not in "iu":
-        raise ValueError(
-            f"softmax_cross_entropy: targets must be (B,) = ({h.shape[0]},) integers, "
-            f"got {targets.dtype} {targets.shape}"
-        )
-    if targets.size and (targets.min() < 1 or targets.max() > V):
-        raise ValueError(
-            f"softmax_cross_entropy: targets must lie in 1..V = 1..{V} (0 is padding), "
-            f"got min {targets.min()}, max {targets.max()}"
-        )
+    check_loss_inputs("softmax_cross_entropy", h, E, targets)
     B = h.shape[0]
     rows = np.arange(B)
-    to_base = h.dtype.type(1.0 / _LN_BASE)
-    exp_shifted = (h * to_base) @ E[1:].T  # (B, V) s / ln b, turned into U = e^s in place
-    target_score = exp_shifted[rows, targets - 1].astype(np.float64) * _LN_BASE  # (B,) s_target
-    _for_row_blocks(_exp_rows, B, exp_shifted)
-    # The row sums as one BLAS product U 1 rather than a NumPy sum per row block (measured
-    # on 100 x 43188 float32: 0.5 ms against 0.9 ms). Like the GEMMs, its rounding is the
-    # same from run to run but may differ in the last bit with another OPENBLAS_NUM_THREADS
-    # (measured: 1.8e-7 relative).
-    ones = np.ones(exp_shifted.shape[1], dtype=h.dtype)
-    total = exp_shifted @ ones  # (B,)
-    shift = np.zeros(B)  # (B,) c, the shift of each row: U = exp(s - c)
-    redo = ~((total >= _SAFE_SUM[0]) & (total <= _SAFE_SUM[1]))  # NaN is redone too
-    if redo.any():  # the usual shift by the max, for the rows outside the safe range
-        again = (h[redo] * to_base) @ E[1:].T  # (R, V)
-        top = again.max(axis=1, keepdims=True)
-        again -= top
-        _EXP(again, out=again)
-        exp_shifted[redo] = again
-        total[redo] = again @ ones  # each >= 1, the max's own term
-        shift[redo] = top[:, 0].astype(np.float64) * _LN_BASE
-    # loss_b = log sum_v e^(s_v) - s_target = log(total_b) + c_b - s_target
-    loss = float(np.mean(np.log(total.astype(np.float64)) + shift - target_score))
-    return loss, SoftmaxCrossEntropyCache(exp_shifted, total, targets, h, E)
+    scores = h @ E[1:].T  # (B, V)
+    shifted = scores - scores.max(axis=1, keepdims=True)  # (B, V), each row's max is 0
+    exp = np.exp(shifted)  # (B, V)
+    total = exp.sum(axis=1)  # (B,), each >= 1
+    probs = exp / total[:, None]  # (B, V)
+    log_p_target = shifted[rows, targets - 1] - np.log(total)  # (B,)
+    loss = float(-np.mean(log_p_target.astype(np.float64)))
+    return loss, SoftmaxCrossEntropyCache(probs, targets, h, E)
 
 
 def softmax_cross_entropy_backward(dloss: float, cache: SoftmaxCrossEntropyCache):
@@ -310,29 +212,17 @@ def softmax_cross_entropy_backward(dloss: float, cache: SoftmaxCrossEntropyCache
 
     Notes
     -----
-    ``dS = dloss * (P - Y) / B`` with ``Y`` the one-hot targets (B, V); then the forward
-    line ``S = h E[1:]^T`` gives ``dh = dS E[1:]`` and ``dE[1:] = dS^T h``. Neither ``P``
-    nor ``dS`` is formed: with ``P = U / total`` (row ``b`` divided by ``total_b``) and
-    ``c_b = dloss / (B total_b)``, the products split into a dense part and a one-hot part,
-
-    ``dh[b]  = c_b (U E[1:])[b]  -  (dloss / B) E[targets[b]]``,
-    ``dE[1:] = U^T (c h)         -  (dloss / B) sum_b onehot(targets[b] - 1) h[b]^T``,
-
-    so the row scaling falls on the small ``(B, D)`` operands and the one-hot part touches
-    ``B`` rows of the results.
+    forward: ``loss = (1/B) sum_b [log sum_v exp(S_bv) - S_b,target]``, so
+    ``dloss/dS_bv = (P_bv - [v == target_b]) / B``: ``dS = dloss (P - Y) / B`` with ``Y``
+    the one-hot targets. Then the forward line ``S = h E[1:]^T`` gives ``dh = dS E[1:]``
+    and ``dE[1:] = dS^T h``.
     """
-    U, total, targets, h, E = cache
-    B = U.shape[0]
-    # forward: loss = (1/B) sum_b [log sum_v exp(s_bv) - s_b,target], so
-    # dloss/ds_bv = (p_bv - [v == target_b]) / B, times the upstream dloss
-    scale = dloss / B
-    row_scale = (scale / total.astype(np.float64)).astype(U.dtype)[:, None]  # (B, 1) c_b
-    dh = U @ E[1:]  # (B, D), the dense part, then its row scaling and the one-hot part
-    dh *= row_scale
-    dh -= U.dtype.type(scale) * E[targets]
-    dE = np.empty_like(E)  # (V + 1, D)
-    dE[0] = 0.0  # padding is never a candidate
-    np.matmul(U.T, h * row_scale, out=dE[1:])
-    # the one-hot part: rows of repeated targets accumulate (np.subtract.at, not -=)
-    np.subtract.at(dE, targets, U.dtype.type(scale) * h)
+    probs, targets, h, E = cache
+    B = probs.shape[0]
+    dscores = probs.copy()  # (B, V)
+    dscores[np.arange(B), targets - 1] -= 1.0  # P - Y: one target per row, no repeats
+    dscores *= probs.dtype.type(dloss / B)
+    dh = dscores @ E[1:]  # (B, D)
+    dE = np.zeros_like(E)  # (V + 1, D); row 0, padding, is never a candidate
+    dE[1:] = dscores.T @ h
     return dh, dE

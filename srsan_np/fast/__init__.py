@@ -1,0 +1,16 @@
+"""The fast path: the model's kernels, free to fuse and take shortcuts, held to the textbook.
+
+:mod:`srsan_np.ops` is the textbook: every op as docs/derivations.md derives it. This
+package computes the same losses and gradients faster, each shortcut an identity that
+makes it exact (docs/derivations.md, section 10), and each function tested against the
+textbook op it replaces (``tests/test_fast_paths.py``: float64, dropout off, equal to
+1e-10). It imports from ``ops`` what it shares; ``ops`` never imports from here.
+
+- :mod:`.attention`: queries at the read-out only; keys and values once per distinct row.
+- :mod:`.encoder`: the last encoder layer computed at the read-out alone.
+- :mod:`.scoring`: the softmax without a max pass, in the fastest base, on every core.
+- :mod:`.optim`: Adam with its small arrays on one thread.
+
+The model picks a path with ``kernels="reference"`` or ``"fast"`` (see
+:mod:`srsan_np.kernels`).
+"""

@@ -1,0 +1,216 @@
+"""The scoring head's softmax cross-entropy, fast: the same loss and gradients as
+:func:`srsan_np.ops.scoring.softmax_cross_entropy`, with fewer passes over the ``(B, V)``
+scores.
+
+With ``V`` in the tens of thousands the head dominates a training step. Its three matrix
+products (``S = h E^T``, ``dh = dS E``, ``dE = dS^T h``) go to BLAS as in the textbook op;
+what changes is the work around them:
+
+- *no max pass.* The softmax is the same for any shift of a row, ``exp(s - c) / sum``; the
+  textbook's shift by the row's max only keeps ``exp`` in range. So the scores are
+  exponentiated as they are, and a row whose sum falls outside ``[2^-64, 2^64]`` (a score
+  above about 44, or all below about -44: overflow, or terms lost to underflow) is computed
+  again from ``h`` with the max shift. Trained SR-SAN scores stay well inside, so this path
+  is for safety, and the common path saves a read of the scores.
+- *the fastest base.* ``e^s = b^(s / ln b)`` for any base ``b``, and the ``1 / ln b`` costs
+  nothing folded into ``h`` before the product. Where NumPy's float32 ``exp2`` runs with
+  the same SIMD as its ``exp`` it is the cheaper of the two; :func:`_fastest_exp` asks
+  NumPy which it dispatches.
+- *every core.* The ``exp`` runs on row blocks shared among threads (NumPy's ufuncs release
+  the GIL): NumPy's ``exp`` is SIMD-vectorised, where a Numba loop gets a scalar ``exp``.
+- *no (B, V) array but the scores.* The probabilities are never normalised in memory
+  (``P = U / total`` row by row, with ``U`` the exponentiated scores), so the ``1 / total``
+  and the ``1 / B`` of the mean scale the small ``(B, D)`` operands of the backward
+  products instead, and the one-hot part of ``dS = (P - Y) / B`` is applied to the ``B``
+  target rows of the products' results rather than to ``dS`` (see
+  :func:`softmax_cross_entropy_backward`).
+
+docs/derivations.md, section 10, derives each identity; ``tests/test_fast_paths.py`` holds
+this op to the textbook one; docs/performance.md has what each saves.
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
+
+import numba
+import numpy as np
+
+from ..ops.scoring import check_loss_inputs
+
+__all__ = ["SoftmaxCrossEntropyCache", "softmax_cross_entropy", "softmax_cross_entropy_backward"]
+
+
+class SoftmaxCrossEntropyCache(NamedTuple):
+    """What :func:`softmax_cross_entropy_backward` needs."""
+
+    exp_shifted: np.ndarray  # (B, V) U = exp(s - c), unnormalised probabilities (c per row)
+    total: np.ndarray  # (B,) sum_v U_v, so that P = U / total
+    targets: np.ndarray  # (B,) int, items in 1..V
+    h: np.ndarray  # (B, D) session vectors
+    E: np.ndarray  # (V + 1, D) embedding table
+
+    @property
+    def probs(self) -> np.ndarray:
+        """(B, V) the softmax over items 1..V (computed on demand, for readers)."""
+        return self.exp_shifted / self.total.astype(self.exp_shifted.dtype)[:, None]
+
+
+def _fastest_exp():
+    """``(np.exp2, ln 2)`` where NumPy runs ``exp2`` with the SIMD it runs ``exp`` with, else
+    ``(np.exp, 1.0)``: an exponential and the log of its base.
+
+    NumPy (2.0 and later) says which compiled version of a ufunc it dispatches to on this
+    CPU; ``exp2`` has only an AVX-512 one, ``exp`` has AVX-512 and AVX2 ones.
+    """
+    try:
+        from numpy.lib.introspect import opt_func_info
+
+        info = opt_func_info(func_name="^exp2?$", signature="float32")
+        exp, exp2 = (info[name]["ff"]["current"] for name in ("exp", "exp2"))
+    except (ImportError, KeyError):
+        return np.exp, 1.0
+    return (np.exp2, math.log(2.0)) if exp2 == exp else (np.exp, 1.0)
+
+
+_EXP, _LN_BASE = _fastest_exp()  # e^s = _EXP(s / _LN_BASE)
+_SAFE_SUM = (2.0 ** -64, 2.0 ** 64)  # a row sum within these needs no shift by its max
+
+
+def _exp_rows(lo, hi, scores):
+    """Rows ``lo..hi-1`` of ``scores`` (already divided by ``_LN_BASE``) exponentiated in place.
+
+    Overflow and underflow are expected here and handled by the caller (the rows whose sum
+    leaves the safe range are computed again), so NumPy is told not to warn.
+    """
+    with np.errstate(over="ignore", under="ignore"):  # per thread: set in the worker
+        _EXP(scores[lo:hi], out=scores[lo:hi])
+
+
+_pool = None  # worker threads for _for_row_blocks, created on first use
+
+
+def _for_row_blocks(fn, n_rows, *args):
+    """``fn(lo, hi, *args)`` on contiguous row blocks, one per thread, and wait for all.
+
+    NumPy's ufuncs release the GIL, so Python threads run them on all cores; each thread
+    owns its rows, so the result is the same whatever the thread count. The count is
+    Numba's (``NUMBA_NUM_THREADS`` or ``numba.set_num_threads``), one knob for both; the
+    pool is made on first use, not on import.
+    """
+    global _pool
+    n_threads = max(1, min(numba.get_num_threads(), n_rows))
+    if n_threads == 1:
+        fn(0, n_rows, *args)
+        return
+    bounds = np.linspace(0, n_rows, n_threads + 1).astype(int)
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=numba.config.NUMBA_NUM_THREADS - 1,
+                                   thread_name_prefix="srsan-rows")
+    futures = [_pool.submit(fn, bounds[i], bounds[i + 1], *args) for i in range(1, n_threads)]
+    fn(bounds[0], bounds[1], *args)  # the calling thread takes the first block
+    for future in futures:
+        future.result()  # re-raises a worker's exception here
+
+
+def softmax_cross_entropy(h: np.ndarray, E: np.ndarray, targets: np.ndarray):
+    """Fused tied scoring, log-softmax and mean cross-entropy.
+
+    Parameters
+    ----------
+    h : np.ndarray, (B, D), float32 or float64
+        Session vectors (from :func:`readout_forward`).
+    E : np.ndarray, (V + 1, D), same dtype
+        The embedding table; candidates are rows ``1..V``.
+    targets : np.ndarray, (B,) int, values in ``1..V``
+        The next clicked item of each session.
+
+    Returns
+    -------
+    loss : float
+        Mean cross-entropy over the batch (computed in float64 from the per-row terms).
+    cache : SoftmaxCrossEntropyCache
+        Holds the ``(B, V)`` unnormalised probabilities and their row sums
+        (``cache.probs`` gives the normalised ones).
+
+    Notes
+    -----
+    ``s = h E[1:]^T`` (B, V); per row, with a shift ``c`` that keeps ``exp`` in range
+    (0, or the row's max when the row's sum would leave ``[2^-64, 2^64]``, see the module
+    notes): ``log p_v = (s_v - c) - log sum_u exp(s_u - c)``, the same for every ``c``, and
+    ``loss = -(1/B) sum_b log p_b,targets[b]-1``. This equals PyTorch's
+    ``nn.CrossEntropyLoss()(h @ E[1:].T, targets - 1)``.
+    """
+    check_loss_inputs("softmax_cross_entropy", h, E, targets)
+    B = h.shape[0]
+    rows = np.arange(B)
+    to_base = h.dtype.type(1.0 / _LN_BASE)
+    exp_shifted = (h * to_base) @ E[1:].T  # (B, V) s / ln b, turned into U = e^s in place
+    target_score = exp_shifted[rows, targets - 1].astype(np.float64) * _LN_BASE  # (B,) s_target
+    _for_row_blocks(_exp_rows, B, exp_shifted)
+    # The row sums as one BLAS product U 1, cheaper than a NumPy sum per row block. Like
+    # the GEMMs, its rounding is the same from run to run but may differ in the last bit
+    # with another OPENBLAS_NUM_THREADS.
+    ones = np.ones(exp_shifted.shape[1], dtype=h.dtype)
+    total = exp_shifted @ ones  # (B,)
+    shift = np.zeros(B)  # (B,) c, the shift of each row: U = exp(s - c)
+    redo = ~((total >= _SAFE_SUM[0]) & (total <= _SAFE_SUM[1]))  # NaN is redone too
+    if redo.any():  # the usual shift by the max, for the rows outside the safe range
+        again = (h[redo] * to_base) @ E[1:].T  # (R, V)
+        top = again.max(axis=1, keepdims=True)
+        again -= top
+        _EXP(again, out=again)
+        exp_shifted[redo] = again
+        total[redo] = again @ ones  # each >= 1, the max's own term
+        shift[redo] = top[:, 0].astype(np.float64) * _LN_BASE
+    # loss_b = log sum_v e^(s_v) - s_target = log(total_b) + c_b - s_target
+    loss = float(np.mean(np.log(total.astype(np.float64)) + shift - target_score))
+    return loss, SoftmaxCrossEntropyCache(exp_shifted, total, targets, h, E)
+
+
+def softmax_cross_entropy_backward(dloss: float, cache: SoftmaxCrossEntropyCache):
+    """Gradients of the fused loss for the session vectors and the (tied) table.
+
+    Parameters
+    ----------
+    dloss : float
+        Upstream gradient of the scalar loss (1.0 when it is the objective).
+    cache : SoftmaxCrossEntropyCache
+
+    Returns
+    -------
+    dh : np.ndarray, (B, D)
+    dE : np.ndarray, (V + 1, D)
+        Dense; ``dE[0] = 0`` since the padding row is never scored. The model adds the
+        embedding's own gradient to this one (tied weights).
+
+    Notes
+    -----
+    ``dS = dloss * (P - Y) / B`` with ``Y`` the one-hot targets (B, V); then the forward
+    line ``S = h E[1:]^T`` gives ``dh = dS E[1:]`` and ``dE[1:] = dS^T h``. Neither ``P``
+    nor ``dS`` is formed: with ``P = U / total`` (row ``b`` divided by ``total_b``) and
+    ``c_b = dloss / (B total_b)``, the products split into a dense part and a one-hot part,
+
+    ``dh[b]  = c_b (U E[1:])[b]  -  (dloss / B) E[targets[b]]``,
+    ``dE[1:] = U^T (c h)         -  (dloss / B) sum_b onehot(targets[b] - 1) h[b]^T``,
+
+    so the row scaling falls on the small ``(B, D)`` operands and the one-hot part touches
+    ``B`` rows of the results.
+    """
+    U, total, targets, h, E = cache
+    B = U.shape[0]
+    # forward: loss = (1/B) sum_b [log sum_v exp(s_bv) - s_b,target], so
+    # dloss/ds_bv = (p_bv - [v == target_b]) / B, times the upstream dloss
+    scale = dloss / B
+    row_scale = (scale / total.astype(np.float64)).astype(U.dtype)[:, None]  # (B, 1) c_b
+    dh = U @ E[1:]  # (B, D), the dense part, then its row scaling and the one-hot part
+    dh *= row_scale
+    dh -= U.dtype.type(scale) * E[targets]
+    dE = np.empty_like(E)  # (V + 1, D)
+    dE[0] = 0.0  # padding is never a candidate
+    np.matmul(U.T, h * row_scale, out=dE[1:])
+    # the one-hot part: rows of repeated targets accumulate (np.subtract.at, not -=)
+    np.subtract.at(dE, targets, U.dtype.type(scale) * h)
+    return dh, dE

@@ -33,7 +33,9 @@ import os
 import time
 from pathlib import Path
 
-import srsan_np  # noqa: F401  first: its thread defaults act only before numpy loads
+from srsan_np.runtime import configure_threads
+
+configure_threads()  # first: OpenBLAS reads its setting when NumPy loads
 import numpy as np
 from bench_train import scoring_gemms  # the floor, defined once
 from numba import njit, prange

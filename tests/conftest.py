@@ -1,8 +1,17 @@
-"""Shared fixtures: the real SR-GNN sample file beside the checkout (tests skip without it)."""
+"""Shared fixtures: the real SR-GNN sample file beside the checkout (tests skip without it).
 
-from pathlib import Path
+The tests run with the thread settings the command line uses (``configure_threads``, before
+NumPy is imported where pytest has not imported it already), so that training in a test
+runs as it does for a user.
+"""
 
-import pytest
+from srsan_np.runtime import configure_threads
+
+configure_threads()
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

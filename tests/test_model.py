@@ -6,7 +6,7 @@ import numba
 import numpy as np
 import pytest
 
-from srsan_np import model
+from srsan_np import kernels, model
 from srsan_np.data import Batch, Sessions, make_batch
 from srsan_np.gradcheck import rel_error, richardson_gradient
 from srsan_np.model import Config
@@ -60,9 +60,17 @@ def lively(params, seed=1):
         value[...] = base + 0.5 * rng.standard_normal(value.shape)
 
 
+def relu_inputs(params, batch, config, rng, kernel_set):
+    """The feed-forward ReLU's input of every layer, as the kernel set computes it."""
+    _, _, caches = model._encode(params, batch, config, rng, kernels.get(kernel_set))
+    # the textbook's last cache is (layer cache, read-out cache); the fast one's a layer's
+    return [(cache if hasattr(cache, "ff") else cache[0]).ff.relu.x for cache in caches]
+
+
+@pytest.mark.parametrize("kernel_set", kernels.NAMES)
 @pytest.mark.parametrize("name", list(CONFIGS))
 @pytest.mark.parametrize("dropout", [False, True])
-def test_gradients_finite_differences(name, dropout):
+def test_gradients_finite_differences(name, dropout, kernel_set):
     """Every parameter tensor, float64, relative error < 1e-6 (big tensors sampled).
 
     The loss (about 4) is known to one ulp, 1e-15. The Richardson difference (see
@@ -77,15 +85,15 @@ def test_gradients_finite_differences(name, dropout):
 
     def loss():
         dropout_rng = np.random.default_rng(2) if dropout else None  # a fixed mask
-        return model.loss_and_grads(params, batch, config, dropout_rng)[0]
+        return model.loss_and_grads(params, batch, config, dropout_rng, kernel_set)[0]
 
     dropout_rng = np.random.default_rng(2) if dropout else None
-    _, _, layer_caches = model._forward(params, batch, config, dropout_rng)
     # differences are meaningless across the ReLU kink: keep every pre-activation away from 0
-    assert min(np.abs(cache.relu.x).min() for cache in layer_caches) > 5e-4
+    assert min(np.abs(x).min() for x in relu_inputs(params, batch, config, dropout_rng,
+                                                     kernel_set)) > 5e-4
 
     dropout_rng = np.random.default_rng(2) if dropout else None
-    _, grads = model.loss_and_grads(params, batch, config, dropout_rng)
+    _, grads = model.loss_and_grads(params, batch, config, dropout_rng, kernel_set)
     assert grads.keys() == params.keys()
     for key, value in params.items():
         grad = grads[key]

@@ -6,7 +6,6 @@ import pytest
 
 from srsan_np.gradcheck import rel_error, richardson_gradient
 from srsan_np.ops.attention import attention_backward, attention_forward
-from srsan_np.ops.embedding import embedding_backward, embedding_forward
 
 B, T, D, H = 2, 5, 8, 2
 
@@ -88,37 +87,6 @@ def test_gradients_finite_differences(mask_name, p):
         assert err < 1e-7, f"{name}: relative error {err:.2e}"
 
 
-@pytest.mark.parametrize("mask_name", ["none", "padded"])
-def test_ids_lookup_finite_differences(mask_name):
-    """With ``ids``, keys and values are projected once per distinct id. The input is then
-    a lookup ``x = table[ids]``, so the check is through it: the table's gradient (the
-    lookup's backward of ``dx``) against finite differences of the table, and the output
-    against the attention that projects every position."""
-    (_, in_w, in_b, out_w, out_b), dout = make_inputs(9)
-    ids = np.array([[4, 0, 4, 2, 0], [2, 1, 3, 0, 0]])  # repeats within and across rows
-    table = np.random.default_rng(9).standard_normal((5, D))
-    mask = MASKS[mask_name]
-
-    def forward(with_ids=True):
-        x, lookup = embedding_forward(ids, table)
-        out, cache = attention_forward(x, in_w, in_b, out_w, out_b, H, mask, 0.0, None,
-                                       ids=ids if with_ids else None)
-        return out, cache, lookup
-
-    out, cache, lookup = forward()
-    needed = np.ones((B, T), bool) if mask is None else mask
-    assert len(cache.key_rows[0]) == len(np.unique(ids[needed]))  # one row per distinct id
-    assert rel_error(out, forward(with_ids=False)[0]) < 1e-13
-    dx, *grads = attention_backward(dout, cache)
-    dtable = embedding_backward(dx, lookup)
-    numeric = richardson_gradient(lambda: forward()[0], table, dout, h=1e-3)
-    assert rel_error(numeric, dtable) < 1e-7
-    for name, arg, grad in zip(["in_w", "out_w", "out_b"], [in_w, out_w, out_b],
-                               [grads[0], grads[2], grads[3]]):
-        numeric = richardson_gradient(lambda: forward()[0], arg, dout, h=1e-3)
-        assert rel_error(numeric, grad) < 1e-7, name
-
-
 def test_fully_masked_row_is_zero_and_finite():
     args, dout = make_inputs(3)
     mask = MASKS["fully_masked"]
@@ -196,5 +164,3 @@ def test_bad_inputs_name_the_argument():
         attention_forward(x, in_w, in_b, out_w, out_b, H, np.ones((B, T)), 0.0, None)
     with pytest.raises(ValueError, match="dtype"):
         attention_forward(x, in_w.astype(np.float32), in_b, out_w, out_b, H, None, 0.0, None)
-    with pytest.raises(ValueError, match="ids"):
-        attention_forward(x, in_w, in_b, out_w, out_b, H, None, 0.0, None, ids=np.ones((B, T)))

@@ -41,7 +41,7 @@ def test_gradients_finite_differences(mask_name, p):
 
     _, cache = forward(cache=True)
     # differences are meaningless across the ReLU kink: keep every pre-activation away from 0
-    assert np.abs(cache.relu.x).min() > 1e-3
+    assert np.abs(cache.ff.relu.x).min() > 1e-3
     dx, dlayer = encoder_layer_backward(dout, cache)
     assert list(dlayer) == list(LAYER_KEYS)
 

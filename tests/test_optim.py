@@ -4,7 +4,7 @@ import numba
 import numpy as np
 import pytest
 
-from srsan_np import optim
+from srsan_np.fast import optim as fast_optim
 from srsan_np.optim import Adam, step_lr
 
 SHAPES = {"embedding.weight": (7, 3), "linear1.bias": (5,), "big": (300, 257)}
@@ -98,21 +98,25 @@ def test_state_round_trip_resumes_exactly():
         np.testing.assert_array_equal(saved[k], straight[k])
 
 
-def test_same_update_on_any_thread_count(monkeypatch):
-    """Arrays below ``_PARALLEL_FROM`` elements run on one thread, larger ones on all:
-    elementwise, so the result is the same either way, and the thread count is restored."""
-    results = []
-    for parallel_from in (1, 1 << 40):  # every array on all threads / every array on one
-        monkeypatch.setattr(optim, "_PARALLEL_FROM", parallel_from)
-        params = make_params(6, np.float32)
-        opt = Adam(params, lr=1e-2, weight_decay=1e-3)
-        threads = numba.get_num_threads()
-        for grads in grad_sequence(7, 3, np.float32):
-            opt.step(grads)
-        assert numba.get_num_threads() == threads
-        results.append(params)
-    for k in SHAPES:
-        np.testing.assert_array_equal(results[0][k], results[1][k])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fast_adam_equals_the_textbook_one(dtype, monkeypatch):
+    """The fast Adam updates arrays below ``PARALLEL_FROM`` elements with a serial kernel:
+    elementwise, so parameters and moments are bit for bit the textbook's, whichever
+    arrays take which kernel, and no thread count is changed."""
+    for parallel_from in (1 << 12, 1, 1 << 40):  # "big" parallel only / all / none
+        monkeypatch.setattr(fast_optim, "PARALLEL_FROM", parallel_from)
+        results = []
+        for cls in (Adam, fast_optim.Adam):
+            params = make_params(6, dtype)
+            opt = cls(params, lr=1e-2, weight_decay=1e-3)
+            threads = numba.get_num_threads()
+            for grads in grad_sequence(7, 3, dtype):
+                opt.step(grads)
+            assert numba.get_num_threads() == threads
+            results.append((params, opt.m, opt.v))
+        for k in SHAPES:
+            for got, want in zip(results[1], results[0]):
+                np.testing.assert_array_equal(got[k], want[k])
 
 
 def test_bad_gradient_moves_no_parameter():

@@ -6,8 +6,9 @@ Skipped when torch is not installed. Outputs and every gradient must agree to 1e
 import numpy as np
 import pytest
 
+from srsan_np.fast import scoring as fast_scoring
+from srsan_np.ops import scoring
 from srsan_np.ops.layernorm import layernorm_backward, layernorm_forward
-from srsan_np.ops.scoring import softmax_cross_entropy, softmax_cross_entropy_backward
 
 torch = pytest.importorskip("torch")
 
@@ -37,15 +38,16 @@ def test_layernorm_matches_torch():
     np.testing.assert_allclose(dbeta, bt.grad.numpy(), **TOL)
 
 
-def test_softmax_cross_entropy_matches_torch():
+@pytest.mark.parametrize("op", [scoring, fast_scoring], ids=["reference", "fast"])
+def test_softmax_cross_entropy_matches_torch(op):
     rng = np.random.default_rng(1)
     B, D, V = 3, 8, 11
     h = rng.standard_normal((B, D))
     E = rng.standard_normal((V + 1, D))
     targets = np.array([4, 11, 1], dtype=np.int64)
 
-    loss, cache = softmax_cross_entropy(h, E, targets)
-    dh, dE = softmax_cross_entropy_backward(1.0, cache)
+    loss, cache = op.softmax_cross_entropy(h, E, targets)
+    dh, dE = op.softmax_cross_entropy_backward(1.0, cache)
 
     ht, Et = _t(h), _t(E)
     loss_t = torch.nn.CrossEntropyLoss()(ht @ Et[1:].T, torch.tensor(targets - 1))

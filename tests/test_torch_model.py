@@ -1,7 +1,8 @@
 """PyTorch parity: attention, encoder layer and the whole faithful model, given the same weights.
 
 float64 and 1e-10 for outputs and every gradient; float32 tolerance for float32 scores.
-Skips cleanly without torch.
+Every test runs on both kernel paths, the textbook ops and the fast ones. Skips cleanly
+without torch.
 """
 
 import numpy as np
@@ -10,15 +11,15 @@ import pytest
 torch = pytest.importorskip("torch")
 nn = torch.nn
 
-from srsan_np import model  # noqa: E402
+from srsan_np import kernels, model  # noqa: E402
 from srsan_np.data import Sessions, make_batch  # noqa: E402
+from srsan_np.fast import attention as fast_attention  # noqa: E402
+from srsan_np.fast import encoder as fast_encoder  # noqa: E402
 from srsan_np.model import Config  # noqa: E402
-from srsan_np.ops.attention import attention_backward, attention_forward  # noqa: E402
-from srsan_np.ops.encoder import (  # noqa: E402
-    LAYER_KEYS,
-    encoder_layer_backward,
-    encoder_layer_forward,
-)
+from srsan_np.ops import attention, encoder  # noqa: E402
+from srsan_np.ops.encoder import LAYER_KEYS  # noqa: E402
+
+PATHS = {"reference": (attention, encoder), "fast": (fast_attention, fast_encoder)}
 
 B, T, D, H, F = 3, 5, 8, 2, 12
 PADDED = np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]], dtype=bool)
@@ -50,8 +51,10 @@ def inputs(seed):
     return rng.standard_normal((B, T, D)), rng.standard_normal((B, T, D))
 
 
+@pytest.mark.parametrize("path", list(PATHS))
 @pytest.mark.parametrize("mask", [None, PADDED], ids=["unmasked", "padded"])
-def test_attention_matches_multihead_attention(mask):
+def test_attention_matches_multihead_attention(mask, path):
+    attn_ops = PATHS[path][0]
     torch.manual_seed(0)
     mha = seeded(nn.MultiheadAttention(D, H, dropout=0.0), 1)  # sequence-first, like the original
     x, dout = inputs(2)
@@ -62,12 +65,12 @@ def test_attention_matches_multihead_attention(mask):
     out_t.backward(torch.tensor(dout.transpose(1, 0, 2)))
 
     w = to_numpy(mha)
-    out, cache = attention_forward(x, w["in_proj_weight"], w["in_proj_bias"],
+    out, cache = attn_ops.attention_forward(x, w["in_proj_weight"], w["in_proj_bias"],
                                    w["out_proj.weight"], w["out_proj.bias"], H, mask, 0.0, None)
     assert_close(out, out_t.detach().numpy().transpose(1, 0, 2), "out")
     assert_close(cache.att, weights_t, "attention weights")  # (B, H, T, T)
 
-    dx, d_in_w, d_in_b, d_out_w, d_out_b = attention_backward(dout, cache)
+    dx, d_in_w, d_in_b, d_out_w, d_out_b = attn_ops.attention_backward(dout, cache)
     assert_close(dx, xt.grad.numpy().transpose(1, 0, 2), "dx")
     assert_close(d_in_w, mha.in_proj_weight.grad, "in_proj_weight")
     assert_close(d_in_b, mha.in_proj_bias.grad, "in_proj_bias")
@@ -75,9 +78,11 @@ def test_attention_matches_multihead_attention(mask):
     assert_close(d_out_b, mha.out_proj.bias.grad, "out_proj.bias")
 
 
+@pytest.mark.parametrize("path", list(PATHS))
 @pytest.mark.parametrize("mask", [None, PADDED], ids=["unmasked", "padded"])
-def test_encoder_layer_matches_transformer_encoder_layer(mask):
+def test_encoder_layer_matches_transformer_encoder_layer(mask, path):
     """PyTorch's defaults (dropout 0.1, ReLU, post-LN, eps 1e-5) in eval mode: no dropout."""
+    layer_ops = PATHS[path][1]
     layer_t = seeded(nn.TransformerEncoderLayer(D, H, dim_feedforward=F), 3).eval()
     x, dout = inputs(4)
     xt = torch.tensor(x.transpose(1, 0, 2), requires_grad=True)
@@ -87,9 +92,9 @@ def test_encoder_layer_matches_transformer_encoder_layer(mask):
 
     layer = to_numpy(layer_t)
     assert sorted(layer) == sorted(LAYER_KEYS)
-    out, cache = encoder_layer_forward(x, layer, H, mask, 0.1, None)
+    out, cache = layer_ops.encoder_layer_forward(x, layer, H, mask, 0.1, None)
     assert_close(out, out_t.detach().numpy().transpose(1, 0, 2), "out")
-    dx, dlayer = encoder_layer_backward(dout, cache)
+    dx, dlayer = layer_ops.encoder_layer_backward(dout, cache)
     assert_close(dx, xt.grad.numpy().transpose(1, 0, 2), "dx")
     grads_t = dict(layer_t.named_parameters())
     for key in LAYER_KEYS:
@@ -125,9 +130,10 @@ def faithful_batch(n_items):
     return make_batch(Sessions.from_lists(prefixes, targets), np.arange(6), "faithful")
 
 
+@pytest.mark.parametrize("kernel_set", kernels.NAMES)
 @pytest.mark.parametrize("layers", [1, 2])
 @pytest.mark.parametrize("extra_rows", [0, 9], ids=["real-count", "hard-coded-bigger"])
-def test_faithful_model_matches_the_original(layers, extra_rows):
+def test_faithful_model_matches_the_original(layers, extra_rows, kernel_set):
     """Load the original's state dict; same scores, loss and every gradient in float64."""
     n_items = 13
     torch.manual_seed(layers)
@@ -144,9 +150,9 @@ def test_faithful_model_matches_the_original(layers, extra_rows):
                         torch.tensor(batch.last))
     loss_t = nn.CrossEntropyLoss()(scores_t, torch.tensor(batch.targets, dtype=torch.long) - 1)
     loss_t.backward()
-    assert_close(model.score(params, batch, config), scores_t, "scores")
+    assert_close(model.score(params, batch, config, kernel_set), scores_t, "scores")
 
-    loss, grads = model.loss_and_grads(params, batch, config, None)
+    loss, grads = model.loss_and_grads(params, batch, config, None, kernel_set)
     assert abs(loss - loss_t.item()) < 1e-12 * abs(loss)
     grads_t = {name: p.grad for name, p in original.named_parameters()
                if not name.startswith("transformerEncoderLayer.")}
@@ -156,7 +162,8 @@ def test_faithful_model_matches_the_original(layers, extra_rows):
         assert_close(ours[key], grad_t, key)
 
 
-def test_faithful_model_float32_scores():
+@pytest.mark.parametrize("kernel_set", kernels.NAMES)
+def test_faithful_model_float32_scores(kernel_set):
     n_items = 13
     torch.manual_seed(7)
     original = Original(n_items + 1, 16, 2, 1, 4).eval()  # float32, the original's dtype
@@ -166,7 +173,7 @@ def test_faithful_model_float32_scores():
     assert params["embedding.weight"].dtype == np.float32
     with torch.no_grad():
         scores_t = original(torch.tensor(batch.inputs, dtype=torch.long), torch.tensor(batch.last))
-    assert_close(model.score(params, batch, config), scores_t, "scores", rtol=1e-5)
+    assert_close(model.score(params, batch, config, kernel_set), scores_t, "scores", rtol=1e-5)
 
 
 def test_export_loads_into_the_original():

@@ -145,11 +145,11 @@ def _baseline_rows(dataset, ks):
             for name, base in fit_baselines(dataset.train, dataset.n_items).items()}
 
 
-def _model_rows(params, config, dataset, ks, n_boot):
+def _model_rows(params, config, dataset, ks, n_boot, kernels="fast"):
     """The model's test metrics, and a line on their bootstrap uncertainty."""
     from srsan_np.evaluate import bootstrap_ci, evaluate_ranks, metrics_from_ranks
     from srsan_np.train import model_scorer
-    ranks = evaluate_ranks(model_scorer(params, config, dataset.test), dataset.test)
+    ranks = evaluate_ranks(model_scorer(params, config, dataset.test, kernels), dataset.test)
     metrics = metrics_from_ranks(ranks, ks)
     if not n_boot:
         return metrics, ""
@@ -226,7 +226,8 @@ def _run_train(args) -> int:
 
     ks = train_config.ks
     rows = {}
-    rows["SR-SAN"], note = _model_rows(summary["params"], model_config, dataset, ks, args.bootstrap)
+    rows["SR-SAN"], note = _model_rows(summary["params"], model_config, dataset, ks, args.bootstrap,
+                                       train_config.kernels)
     rows["SR-SAN, best epoch on test*"] = summary["best_on_test"]
     if not args.no_baselines:
         rows.update(_baseline_rows(dataset, ks))
@@ -278,6 +279,8 @@ def _add_train(sub) -> None:
     t.add_argument("--valid-fraction", type=float)
     t.add_argument("--select", help="the validation metric that selects the epoch, e.g. HR@20")
     t.add_argument("--seed", type=int)
+    t.add_argument("--kernels", choices=["fast", "reference"],
+                   help="the kernel set: fast (default) or the textbook ops (slower, same gradients)")
     p.add_argument("--no-baselines", action="store_true", help="do not print the baselines")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
                    help="bootstrap resamples for the test uncertainty (0: none; default 1000)")
@@ -296,7 +299,7 @@ def _run_evaluate(args) -> int:
         _reload_data(json.loads((args.run_dir / "data.json").read_text()))
     ks = tuple(meta["config"]["train"]["ks"])
     rows = {}
-    rows["SR-SAN"], note = _model_rows(params, config, dataset, ks, args.bootstrap)
+    rows["SR-SAN"], note = _model_rows(params, config, dataset, ks, args.bootstrap, args.kernels)
     if args.baselines:
         rows.update(_baseline_rows(dataset, ks))
     epoch = meta["best"]["epoch"] if args.which == "best" else meta["epoch"]
@@ -315,6 +318,8 @@ def _add_evaluate(sub) -> None:
     _add_data_args(p)
     p.add_argument("--which", choices=["best", "last"], default="best")
     p.add_argument("--baselines", action="store_true", help="also evaluate the baselines")
+    p.add_argument("--kernels", choices=["fast", "reference"], default="fast",
+                   help="the kernel set that scores: fast (default) or the textbook ops")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
                    help="bootstrap resamples for the uncertainty (0: none; default 1000)")
     p.set_defaults(func=_run_evaluate)

@@ -28,11 +28,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from srsan_np import kernels as kernel_sets
 from srsan_np import model
 from srsan_np.checkpoint import load_checkpoint, save_checkpoint, write_json
 from srsan_np.data import iterate_batches, make_batch, split_validation
 from srsan_np.evaluate import evaluate
-from srsan_np.optim import Adam, step_lr
+from srsan_np.optim import step_lr
 
 __all__ = ["TrainConfig", "TrainingDiverged", "fit", "model_scorer", "load_run", "load_preset",
            "preset_path"]
@@ -67,6 +68,10 @@ class TrainConfig:
         Cut-offs of the reported metrics.
     seed : int
         Seeds the initial weights, the validation split, every shuffle and dropout mask.
+    kernels : {"fast", "reference"}
+        The kernel set that trains and scores (see :mod:`srsan_np.kernels`). Both give the
+        same gradients; their dropout masks are drawn for different positions, so a run is
+        reproducible with the kernel set it was trained with.
     """
 
     epochs: int = 12
@@ -80,6 +85,7 @@ class TrainConfig:
     select: str = "HR@20"
     ks: tuple = (5, 10, 20)
     seed: int = 0
+    kernels: str = "fast"
 
     def __post_init__(self):
         object.__setattr__(self, "ks", tuple(int(k) for k in self.ks))
@@ -99,6 +105,7 @@ class TrainConfig:
             (self.patience >= 1, "patience must be >= 1"),
             (0 <= self.valid_fraction < 1, "valid_fraction must be in [0, 1)"),
             (len(self.ks) > 0 and min(self.ks) >= 1, "ks must be positive cut-offs"),
+            (self.kernels in kernel_sets.NAMES, f"kernels must be one of {kernel_sets.NAMES}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -141,8 +148,9 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-def model_scorer(params, config, sessions):
-    """``score_fn(index) -> (B, V)`` for :func:`srsan_np.evaluate.evaluate`, in eval mode.
+def model_scorer(params, config, sessions, kernels="fast"):
+    """``score_fn(index) -> (B, V)`` for :func:`srsan_np.evaluate.evaluate`, in eval mode,
+    scored with the kernel set ``kernels``.
 
     In ``faithful`` mode every prefix is padded to the maximum prefix length of
     ``sessions`` -- the original pads each data set to its own maximum -- so it is
@@ -151,7 +159,8 @@ def model_scorer(params, config, sessions):
     len_max = int(sessions.lengths().max()) if len(sessions) else 0
 
     def score_fn(index):
-        return model.score(params, make_batch(sessions, index, config.mode, len_max), config)
+        return model.score(params, make_batch(sessions, index, config.mode, len_max), config,
+                           kernels)
 
     return score_fn
 
@@ -228,7 +237,7 @@ def fit(dataset, model_config, train_config, run_dir=None, resume=False, log=pri
     configs = _configs_json(model_config, tc)
 
     params = model.init_params(model_config, tc.seed)
-    optimizer = Adam(params, lr=tc.lr, weight_decay=tc.l2)
+    optimizer = kernel_sets.get(tc.kernels).Adam(params, lr=tc.lr, weight_decay=tc.l2)
     history, best, best_params, start = [], None, None, 0
     run_dir = Path(run_dir) if run_dir is not None else None
     if run_dir is not None:
@@ -248,8 +257,9 @@ def fit(dataset, model_config, train_config, run_dir=None, resume=False, log=pri
         write_json(run_dir / "config.json", configs)
 
     # Built once: the scorers read `params`, which Adam updates in place.
-    score_valid = model_scorer(params, model_config, valid_set) if valid_set is not None else None
-    score_test = model_scorer(params, model_config, dataset.test)
+    score_valid = (model_scorer(params, model_config, valid_set, tc.kernels)
+                   if valid_set is not None else None)
+    score_test = model_scorer(params, model_config, dataset.test, tc.kernels)
     train_len_max = int(train_set.lengths().max())  # what recommend pads faithful sessions to
     stale = 0 if best is None else len(history) - 1 - best["epoch"]
     for epoch in range(start, tc.epochs):
@@ -264,7 +274,8 @@ def fit(dataset, model_config, train_config, run_dir=None, resume=False, log=pri
                    total=n_batches, desc=f"epoch {epoch}", leave=False)
         loss_sum, seen = 0.0, 0
         for i, batch in enumerate(bar):
-            loss, grads = model.loss_and_grads(params, batch, model_config, dropout_rng)
+            loss, grads = model.loss_and_grads(params, batch, model_config, dropout_rng,
+                                               tc.kernels)
             if not math.isfinite(loss):
                 kept = (f"the last good checkpoint is {run_dir / 'last.npz'}"
                         if run_dir is not None and epoch > 0 else "no checkpoint was kept")

@@ -87,9 +87,9 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch
     calls = {"n": 0}
     n_batches_per_epoch = int(np.ceil(len(data.train) * 0.8 / TRAIN["batch_size"]))
 
-    def poisoned(params, batch, config, rng):
+    def poisoned(params, batch, config, rng, kernels="fast"):
         calls["n"] += 1
-        loss, grads = real(params, batch, config, rng)
+        loss, grads = real(params, batch, config, rng, kernels)
         return (float("nan") if calls["n"] > n_batches_per_epoch + 1 else loss), grads
 
     monkeypatch.setattr(model, "loss_and_grads", poisoned)
@@ -242,3 +242,19 @@ def test_cli_presets(tmp_path, capsys):
     config = json.loads((tmp_path / "o" / "config.json").read_text())
     assert config["model"]["mode"] == "faithful" and config["train"]["valid_fraction"] == 0.0
     assert config["train"]["epochs"] == 1  # the flag overrides the preset
+
+
+@pytest.mark.parametrize("mode", ["faithful", "sequence"])
+def test_both_kernel_sets_train_alike(mode):
+    """Dropout off, float32: the textbook and the fast kernels follow one trajectory, up to
+    the rounding that their different orders of summation give. (Not the weights
+    themselves: a gradient that is exactly 0 in exact arithmetic, such as the key bias's, is
+    rounding noise in float32, which Adam turns into steps of size lr.)"""
+    data = tiny_dataset()
+    cfg = model.Config(n_items=data.n_items, mode=mode, dropout=0.0, **CONFIG)
+    runs = [fit(data, cfg, TrainConfig(**TRAIN, kernels=name), log=lambda line: None)
+            for name in ("reference", "fast")]
+    losses = [[record["train_loss"] for record in run["history"]] for run in runs]
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-4)
+    with pytest.raises(ValueError, match="kernels must be one of"):
+        TrainConfig(kernels="quick")

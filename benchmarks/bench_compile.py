@@ -2,9 +2,9 @@
 
 Runs, in a fresh interpreter with an empty ``NUMBA_CACHE_DIR`` (cold) and then again with
 the cache it filled (warm), everything that has a kernel: the model's forward and backward
-in float32 and float64, both input modes, with positions and two layers, both the
-read-out-only and the full path, scoring and attention maps, an Adam step, pessimistic
-ranks, top-k, and every baseline.
+in float32 and float64, both input modes, with positions and two layers, both kernel sets
+(fast and reference), scoring and attention maps, both Adams, pessimistic ranks, top-k, and
+every baseline.
 
     python benchmarks/bench_compile.py
 """
@@ -22,11 +22,10 @@ import time
 def compile_everything():
     import numpy as np
 
-    from srsan_np import model
+    from srsan_np import kernels, model
     from srsan_np.baselines import fit_baselines
     from srsan_np.data import make_batch, sample_dataset
     from srsan_np.evaluate import ranks_pessimistic, top_k
-    from srsan_np.optim import Adam
 
     data = sample_dataset(0)
     index = np.arange(50)
@@ -36,11 +35,12 @@ def compile_everything():
                                   positions=positions)
             params = model.init_params(config, 0, dtype)
             batch = make_batch(data.train, index, mode)
-            _, grads = model.loss_and_grads(params, batch, config, np.random.default_rng(0))
-            model.loss_and_grads(params, batch, config, None, read_out_only=False)
-            Adam(params).step(grads)
-            scores = model.score(params, batch, config)
-            model.attention_maps(params, batch, config)
+            for name in kernels.NAMES:
+                _, grads = model.loss_and_grads(params, batch, config,
+                                                np.random.default_rng(0), name)
+                kernels.get(name).Adam(params).step(grads)
+                scores = model.score(params, batch, config, name)
+                model.attention_maps(params, batch, config, name)
             ranks_pessimistic(scores, batch.targets)
             top_k(scores, 20)
     for baseline in fit_baselines(data.train, data.n_items).values():

@@ -1,7 +1,7 @@
 """Benchmark: where a training step's time goes, part by part, against the GEMM floor.
 
 ``bench_train.py`` gives the step as one ratio to its floor (the three float32 GEMMs of the
-tied scoring layer). This script splits the same step (``model.loss_and_grads`` +
+tied scoring layer). This script splits the same fast step (``model.loss_and_grads`` +
 ``Adam.step``, generated ``diginetica`` preset, B=100, D=96, default ``Config``) into its
 parts and sets each memory-bound part beside a *traffic bound* measured in the same run: a
 kernel that moves the same bytes and does no arithmetic worth the name. A part at its bound
@@ -59,14 +59,14 @@ def _scale_rows(lo, hi, scores, one):
 
 def measure_parts(dataset, reps):
     """Median ms of every part of the step, of the three GEMMs and of the two bounds."""
-    from srsan_np import model
+    from srsan_np import kernels, model
     from srsan_np.data import iterate_batches
-    from srsan_np.ops.scoring import _for_row_blocks
-    from srsan_np.optim import Adam
+    from srsan_np.fast.scoring import _for_row_blocks
 
-    config = model.Config(n_items=dataset.n_items)
+    config = model.Config(n_items=dataset.n_items)  # one layer: the last is the read-out's
     params = model.init_params(config, 0)
-    optimizer = Adam(params, weight_decay=1e-5)
+    fast = kernels.get("fast")
+    optimizer = fast.Adam(params, weight_decay=1e-5)
     dropout_rng = np.random.default_rng(1)
     it = iterate_batches(dataset.train, 100, config.mode, np.random.default_rng(0))
     batches = [next(it) for _ in range(reps + 3)]
@@ -81,14 +81,14 @@ def measure_parts(dataset, reps):
             return out
         return wrapper
 
-    # the parts as loss_and_grads calls them: time the model's own functions in place
-    parts = {"encoder forward": "_forward", "scoring forward": "softmax_cross_entropy",
+    # the parts as loss_and_grads calls them: the fast kernel set with each function timed
+    parts = {"lookup forward": "embedding_forward", "encoder forward": "readout_layer_forward",
+             "scoring forward": "softmax_cross_entropy",
              "scoring backward": "softmax_cross_entropy_backward",
-             "encoder backward": "encoder_layer_backward",
+             "encoder backward": "readout_layer_backward",
              "lookup backward": "embedding_backward"}
-    originals = {attr: getattr(model, attr) for attr in parts.values()}
-    for name, attr in parts.items():
-        setattr(model, attr, timed(name, originals[attr]))
+    timed_fast = fast._replace(**{attr: timed(name, getattr(fast, attr))
+                                  for name, attr in parts.items()})
     step_adam = timed("Adam", optimizer.step)
 
     S = np.empty((100, config.n_items), np.float32)  # (B, V) the floor's scores
@@ -105,28 +105,24 @@ def measure_parts(dataset, reps):
 
     def step(batch):
         start = time.perf_counter()
-        step_adam(model.loss_and_grads(params, batch, config, dropout_rng)[1])
+        step_adam(model.loss_and_grads(params, batch, config, dropout_rng, timed_fast)[1])
         times.setdefault("step", []).append(time.perf_counter() - start)
 
-    try:
-        for i, batch in enumerate(batches):
-            if i == 3:  # compiled and warm: start counting
-                times.clear()
-            step(batch)
-            for name, fn in others.items():
-                start = time.perf_counter()
-                fn()
-                times.setdefault(name, []).append(time.perf_counter() - start)
-    finally:
-        for attr, fn in originals.items():
-            setattr(model, attr, fn)
+    for i, batch in enumerate(batches):
+        if i == 3:  # compiled and warm: start counting
+            times.clear()
+        step(batch)
+        for name, fn in others.items():
+            start = time.perf_counter()
+            fn()
+            times.setdefault(name, []).append(time.perf_counter() - start)
     return {name: float(np.median(ts) * 1e3) for name, ts in times.items()}
 
 
 def measure_eval_parts(dataset, n_batches):
     """Median ms of the parts of one evaluation batch (as ``bench_train.measure_eval``
     times it whole), of the forward GEMM and of a read of the scores (the ranks' bound)."""
-    from srsan_np import model
+    from srsan_np import kernels, model
     from srsan_np.data import make_batch
     from srsan_np.evaluate import ranks_pessimistic
     from srsan_np.ops.scoring import scores_forward
@@ -145,9 +141,9 @@ def measure_eval_parts(dataset, n_batches):
         marks.append(time.perf_counter())
         batch = make_batch(dataset.test, index, config.mode, len_max)
         marks.append(time.perf_counter())
-        x = model._forward(params, batch, config, None, read_out_only=True)[0]
+        h = model._encode(params, batch, config, None, kernels.get("fast"))[0]  # (B, D)
         marks.append(time.perf_counter())
-        scores = scores_forward(x[:, 0], E)
+        scores = scores_forward(h, E)
         marks.append(time.perf_counter())
         # the ranks, and a BLAS read of the same scores on the same threads, in turn
         # first: whichever goes second finds the scores warm, so only the first is kept
@@ -168,7 +164,8 @@ def report(ms):
     floor = ms["GEMM S = H E^T"] + ms["GEMM dH = dS E"] + ms["GEMM dE = dS^T H"]
     softmax = ms["scoring forward"] - ms["GEMM S = H E^T"]
     scoring_back = ms["scoring backward"] - ms["GEMM dH = dS E"] - ms["GEMM dE = dS^T H"]
-    encoder = ms["encoder forward"] + ms["encoder backward"] + ms["lookup backward"]
+    encoder = (ms["lookup forward"] + ms["encoder forward"] + ms["encoder backward"]
+               + ms["lookup backward"])
     bounds = ms["bound: Adam traffic"] + ms["bound: softmax traffic"]
     derived = {
         "floor_ms": floor, "step_vs_floor": ms["step"] / floor,
@@ -178,7 +175,7 @@ def report(ms):
         # every memory-bound part at its bound, the rest as measured
         "step_vs_floor_if_at_bounds":
             (ms["step"] - ms["Adam"] - softmax + bounds) / floor,
-        # what the encoder (forward, backward, lookup) could take for the step to meet
+        # what the encoder (lookup, forward, backward) could take for the step to meet
         # the target with the memory-bound parts at their bounds
         "encoder_budget_ms": (STEP_TARGET - 1) * floor - bounds - scoring_back
             - (ms["step"] - ms["Adam"] - ms["scoring forward"] - ms["scoring backward"]
@@ -190,6 +187,7 @@ def report(ms):
         ("  softmax beyond S = H E^T", softmax,
          f"bound {ms['bound: softmax traffic']:.2f}"),
         ("  scoring backward beyond its GEMMs", scoring_back, ""),
+        ("  lookup forward", ms["lookup forward"], ""),
         ("  encoder forward", ms["encoder forward"], ""),
         ("  encoder backward", ms["encoder backward"], ""),
         ("  lookup backward (into dE)", ms["lookup backward"], ""),

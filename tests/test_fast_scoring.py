@@ -10,15 +10,7 @@ from srsan_np.fast import scoring
 from srsan_np.fast.scoring import softmax_cross_entropy, softmax_cross_entropy_backward
 from srsan_np.gradcheck import rel_error, richardson_gradient
 from srsan_np.ops import scoring as reference
-from test_op_scoring import B, D, V, numpy_loss
-
-
-def _head(dtype=np.float64, seed=0, scale=1.0):
-    rng = np.random.default_rng(seed)
-    h = (scale * rng.standard_normal((B, D))).astype(dtype)
-    E = rng.standard_normal((V + 1, D)).astype(dtype)
-    targets = np.array([4, 11, 4], dtype=np.int32)  # a repeated target and the last item
-    return h, E, targets
+from test_op_scoring import _head, numpy_loss
 
 
 @pytest.fixture(params=["exp", "exp2"])

@@ -108,7 +108,7 @@ class Diagnostics:
     every, probe_size, flush_seconds : int, int, float
     """
 
-    def __init__(self, run_dir, params, config, probe, start_epoch=0, every=50,
+    def __init__(self, run_dir, params, config, probe, start_epoch=0, every=20,
                  probe_size=100, flush_seconds=60.0):
         self.path = Path(run_dir) / FILE_NAME
         self.params, self.config = params, config

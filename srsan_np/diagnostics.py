@@ -116,10 +116,12 @@ class Diagnostics:
         n = min(probe_size, len(probe))
         self.probe = make_batch(probe, np.arange(n), config.mode,
                                 int(probe.lengths().max())) if n else None
+        # columns: one entry per step, and per sampled step
         self.data = {"version": VERSION, "every": self.every, "mode": config.mode,
-                     "params": list(params), "steps": _columns("epoch", "loss", "loss_smoothed", "lr"),
-                     "sampled": {**_columns("step", "epoch"), "grad_norm": _per_param(params),
-                                 "update_ratio": _per_param(params)},
+                     "params": list(params),
+                     "steps": {"epoch": [], "loss": [], "loss_smoothed": [], "lr": []},
+                     "sampled": {"step": [], "epoch": [], "grad_norm": {n: [] for n in params},
+                                 "update_ratio": {n: [] for n in params}},
                      "epochs": []}
         self._ema, self._before = 0.0, None
         if start_epoch > 0 and self.path.exists():
@@ -128,14 +130,9 @@ class Diagnostics:
 
     def _keep_before(self, old, epoch):
         """Take over ``old``'s records of the epochs before ``epoch``."""
-        keep = [i for i, e in enumerate(old["steps"]["epoch"]) if e < epoch]
-        self.data["steps"] = {k: [v[i] for i in keep] for k, v in old["steps"].items()}
-        s = old["sampled"]
-        keep = [i for i, e in enumerate(s["epoch"]) if e < epoch]
-        pick = lambda column: [column[i] for i in keep]  # noqa: E731
-        self.data["sampled"] = {"step": pick(s["step"]), "epoch": pick(s["epoch"]),
-                                **{k: {n: pick(c) for n, c in s[k].items()}
-                                   for k in ("grad_norm", "update_ratio")}}
+        for part in ("steps", "sampled"):
+            keep = [i for i, e in enumerate(old[part]["epoch"]) if e < epoch]
+            self.data[part] = _take(old[part], keep)
         self.data["epochs"] = [r for r in old["epochs"] if r["epoch"] < epoch]
         smoothed = self.data["steps"]["loss_smoothed"]
         if smoothed:  # the moving average goes on from where it was, not from 0
@@ -177,7 +174,8 @@ class Diagnostics:
         s = self.data["sampled"]
         here = [i for i, e in enumerate(s["epoch"]) if e == epoch]
         mean = lambda column: _short(np.mean([column[i] for i in here])) if here else None  # noqa: E731
-        record = {"epoch": epoch, "lr": self.data["steps"]["lr"][-1] if self.data["steps"]["lr"] else None,
+        lrs = self.data["steps"]["lr"]
+        record = {"epoch": epoch, "lr": lrs[-1] if lrs else None,
                   "grad_norm": {n: mean(c) for n, c in s["grad_norm"].items()},
                   "update_ratio": {n: mean(c) for n, c in s["update_ratio"].items()},
                   "attention_entropy": None, "padding_mass": None}
@@ -194,12 +192,10 @@ class Diagnostics:
         self._written = time.monotonic()
 
 
-def _columns(*names):
-    return {name: [] for name in names}
-
-
-def _per_param(params):
-    return {name: [] for name in params}
+def _take(columns, keep):
+    """Entries ``keep`` of every list in ``columns``, a dict of lists or of such dicts."""
+    return {k: _take(v, keep) if isinstance(v, dict) else [v[i] for i in keep]
+            for k, v in columns.items()}
 
 
 def load_diagnostics(run_dir):

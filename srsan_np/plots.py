@@ -19,6 +19,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import MaxNLocator
 
 from srsan_np.data.store import atomic_write_stream
 
@@ -196,6 +197,7 @@ def training_curves(history, metrics=("HR@20", "MRR@20"), selected_epoch=None, p
         axes[-1].set_title("learning rate")
     for ax in axes:
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if selected_epoch is not None:
             ax.axvline(selected_epoch, color="grey", linestyle="--", linewidth=1)
     return _save(fig, path)
@@ -316,6 +318,7 @@ def attention_diagnostics(diagnostics, path=None) -> Figure:
             for h in range(values.shape[2]):
                 ax.plot(epochs, values[:, l, h], marker="o", label=f"layer {l}, head {h}")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(ylabel)
         ax.set_title(title)
         ax.legend(fontsize=8)

@@ -257,9 +257,8 @@ def gradient_diagnostics(diagnostics, path=None) -> Figure:
 
     Parameters
     ----------
-    diagnostics : dict
-        :func:`srsan_np.diagnostics.load_diagnostics` of a run.
-    path : str or Path or None
+    diagnostics, path
+        As in :func:`step_loss`.
 
     Returns
     -------
@@ -292,9 +291,8 @@ def attention_diagnostics(diagnostics, path=None) -> Figure:
 
     Parameters
     ----------
-    diagnostics : dict
-        :func:`srsan_np.diagnostics.load_diagnostics` of a run.
-    path : str or Path or None
+    diagnostics, path
+        As in :func:`step_loss`.
 
     Returns
     -------

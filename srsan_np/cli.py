@@ -355,6 +355,13 @@ PLOTS_MANIFEST = ".srsan-np-plots"  # in --out: the files plot wrote there, one 
 N_ATTENTION_MAPS = 3
 
 
+def _json_file(path):
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: not valid JSON ({err})") from err
+
+
 def _plotted_run(run_dir):
     """The run directory whose files to draw; with several learning rates, one of its runs."""
     if not run_dir.is_dir():
@@ -363,8 +370,8 @@ def _plotted_run(run_dir):
     if (run_dir / "last.npz").exists() or (run_dir / "diagnostics.json").exists() or not runs:
         return run_dir
     summary = run_dir / "summary.json"
-    if summary.exists():  # finished: the chosen rate's run
-        return run_dir / f"lr-{json.loads(summary.read_text())['selected_lr']:g}"
+    if summary.exists() and "selected_lr" in _json_file(summary):  # finished: the chosen rate
+        return run_dir / f"lr-{_json_file(summary)['selected_lr']:g}"
     return max(runs, key=lambda p: p.stat().st_mtime).parent  # in progress: the latest
 
 
@@ -372,7 +379,7 @@ def _run_history(run):
     """``(history, selected epoch)`` of a finished run or of one still training (or Nones)."""
     from srsan_np.checkpoint import load_checkpoint
     if (run / "summary.json").exists():
-        summary = json.loads((run / "summary.json").read_text())
+        summary = _json_file(run / "summary.json")
         return summary["history"], summary["selected_epoch"]
     if (run / "last.npz").exists():
         try:
@@ -410,7 +417,7 @@ def _run_plot(args) -> int:
         diagnostics = load_diagnostics(run)
     except ValueError as err:
         raise DataError(str(err)) from err
-    config = json.loads((run / "config.json").read_text()) if (run / "config.json").exists() else None
+    config = _json_file(run / "config.json") if (run / "config.json").exists() else None
     k = config["train"]["select"].partition("@")[2] if config else "20"
     figures = {}  # file name -> a function drawing it there
     if history:
@@ -446,7 +453,7 @@ def _attention_figures(run):
                   run / "data.json")
     try:
         params, config, _ = load_run(run, "best")
-        dataset = _reload_data(json.loads(source.read_text()))
+        dataset = _reload_data(_json_file(source))
     except (DataError, OSError, ValueError) as err:
         print(f"no attention maps: {err}", file=sys.stderr)
         return {}

@@ -200,7 +200,8 @@ def fit(dataset, model_config, train_config, run_dir=None, resume=False, log=pri
     train_config : TrainConfig
     run_dir : path or None
         Where ``config.json``, ``last.npz`` (every epoch), ``best.npz`` (the selected epoch),
-        ``diagnostics.json`` (see :mod:`srsan_np.diagnostics`) and ``summary.json`` go. None keeps everything in memory. With a list of learning
+        ``diagnostics.json`` (:mod:`srsan_np.diagnostics`) and ``summary.json`` go. None
+        keeps everything in memory (and records no diagnostics). With a list of learning
         rates, each rate's run has its own ``run_dir/lr-<rate>``, and ``run_dir`` gets the
         chosen run's ``best.npz`` and the summary.
     resume : bool
@@ -267,9 +268,9 @@ def fit(dataset, model_config, train_config, run_dir=None, resume=False, log=pri
         n_batches = math.ceil(len(train_set) / tc.batch_size)
         # A bar only on a terminal (disable=None), so a log file holds the epoch lines
         # alone; tqdm takes TQDM_DISABLE as a default, which an explicit argument overrides.
-        where = {} if "TQDM_DISABLE" in os.environ else {"disable": None}
+        bar_options = {} if "TQDM_DISABLE" in os.environ else {"disable": None}
         bar = tqdm(iterate_batches(train_set, tc.batch_size, model_config.mode, shuffle_rng),
-                   total=n_batches, desc=f"epoch {epoch}", leave=False, **where)
+                   total=n_batches, desc=f"epoch {epoch}", leave=False, **bar_options)
         loss_sum, seen = 0.0, 0
         for i, batch in enumerate(bar):
             loss, grads = model.loss_and_grads(params, batch, model_config, dropout_rng)

@@ -70,6 +70,9 @@ def test_plot_a_run_still_training(run, tmp_path, capsys):
     empty.mkdir()
     assert main(["plot", str(empty)]) == 2
     assert "nothing to plot yet" in capsys.readouterr().err
+    (in_progress / "summary.json").write_text("{\"history\": [")  # a torn file: one line
+    assert main(["plot", str(in_progress)]) == 2
+    assert "summary.json: not valid JSON" in capsys.readouterr().err
 
 
 def test_plot_never_replaces_what_it_did_not_write(run, tmp_path, capsys):

@@ -16,6 +16,9 @@ this runs on are shared (other jobs move absolute times by 2-5x from minute to m
   then scoring the 10% validation split and the test set.
 - **compile**: a fresh interpreter running import -> first step, with an empty
   ``NUMBA_CACHE_DIR`` (cold) and again with the cache it filled (warm).
+- **diagnostics**: the training diagnostics' hooks (:mod:`srsan_np.diagnostics`) timed
+  within steps interleaved with plain ones, their mean per step plus the per-epoch part
+  spread over an epoch's steps, as a fraction of the plain step (``--diagnostics``).
 - **memory**: a fresh interpreter holding a Yoochoose 1/4-sized training set (about
   6 million examples over 30,000 items, session lengths 1 + geometric with mean 3.57 as
   Yoochoose's) and training a few steps on it: its resident size (``ru_maxrss``).
@@ -24,6 +27,7 @@ this runs on are shared (other jobs move absolute times by 2-5x from minute to m
     python benchmarks/bench_train.py --quick    # fewer repetitions, no compile/memory runs
     python benchmarks/bench_train.py --json out.json
     python benchmarks/bench_train.py --threads-matrix   # --quick under each thread setting
+    python benchmarks/bench_train.py --diagnostics      # only the diagnostics' overhead
 
 Threads. ``--threads-matrix`` reruns ``--quick`` in fresh interpreters with Numba and
 OpenBLAS at 1 or 2 threads (they are read when the libraries load). On a machine whose
@@ -64,7 +68,7 @@ configure_threads()  # first: OpenBLAS reads its setting when NumPy loads
 import numpy as np
 
 TARGETS = {"step_vs_floor": 1.4, "eval_vs_forward_gemm": 1.3, "warm_start_s": 5.0,
-           "yoochoose4_peak_mb": 1024}
+           "yoochoose4_peak_mb": 1024, "diag_overhead": 0.03}
 
 
 def _load():
@@ -150,6 +154,62 @@ def measure_step(dataset, reps):
         # the fastest reps saw the least interference: their ratio is a second opinion
         out[f"{_prefix(name)}step_vs_floor_best"] = min(times[name]) / min(times["floor"])
     return out
+
+
+def measure_diagnostics(dataset, epochs_ends=3):
+    """The training diagnostics' cost against a plain step, interleaved rep by rep.
+
+    Each rep times a plain step (``loss_and_grads`` + ``Adam.step``) and a step with the
+    :class:`srsan_np.diagnostics.Diagnostics` hooks around it, whose own time is taken
+    apart. The reps cover two sampling periods, so the sampled steps (copy of the weights,
+    norms) count at their real rate. The per-epoch part (attention on the probe batch, the
+    file's rewrite) is spread over the steps of one epoch of ``dataset``.
+    """
+    from srsan_np import model
+    from srsan_np.data import iterate_batches
+    from srsan_np.diagnostics import Diagnostics
+    from srsan_np.optim import Adam
+
+    config = model.Config(n_items=dataset.n_items)
+    params = model.init_params(config, 0)
+    optimizer = Adam(params, weight_decay=1e-5)
+    dropout_rng = np.random.default_rng(1)
+    with tempfile.TemporaryDirectory() as run_dir:
+        diagnostics = Diagnostics(run_dir, params, config, dataset.test)
+        reps = 2 * diagnostics.every
+        it = iterate_batches(dataset.train, 100, config.mode, np.random.default_rng(0))
+        batches = [next(it) for _ in range(2 * reps + 3)]
+        for batch in batches[:3]:  # compile and warm the caches
+            optimizer.step(model.loss_and_grads(params, batch, config, dropout_rng)[1])
+        plain, hooked, hooks = [], [], []
+        for i in range(reps):
+            start = time.perf_counter()
+            optimizer.step(model.loss_and_grads(params, batches[3 + 2 * i], config, dropout_rng)[1])
+            plain.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            loss, grads = model.loss_and_grads(params, batches[4 + 2 * i], config, dropout_rng)
+            before = time.perf_counter()
+            diagnostics.before_step(0, i, loss, grads)
+            hook = time.perf_counter() - before
+            optimizer.step(grads)
+            before = time.perf_counter()
+            diagnostics.after_step(optimizer.lr)
+            hooks.append(hook + time.perf_counter() - before)
+            hooked.append(time.perf_counter() - start)
+        ends = []
+        for epoch in range(epochs_ends):
+            start = time.perf_counter()
+            diagnostics.end_epoch(epoch)
+            ends.append(time.perf_counter() - start)
+    steps_per_epoch = -(-len(dataset.train) // 100)
+    step_ms = _median_ms(plain)
+    per_step_ms = float(np.mean(hooks) * 1e3) + _median_ms(ends) / steps_per_epoch
+    return {"diag_plain_step_ms": step_ms, "diag_hooks_mean_ms": float(np.mean(hooks) * 1e3),
+            "diag_sampled_step_hooks_ms": float(max(hooks) * 1e3),
+            "diag_end_epoch_ms": _median_ms(ends), "diag_steps_per_epoch": steps_per_epoch,
+            "diag_overhead": per_step_ms / step_ms,
+            # a second opinion, noisier: whole steps with the hooks against plain ones
+            "diag_overhead_means": float(np.mean(hooked) / np.mean(plain)) - 1.0}
 
 
 def measure_eval(dataset, n_batches):
@@ -310,6 +370,8 @@ def main() -> int:
                         help="fewer repetitions; skip the compile and memory subprocesses")
     parser.add_argument("--reps", type=int, help="train steps timed (default 100, quick 30)")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--diagnostics", action="store_true",
+                        help="only the training diagnostics' overhead against a step")
     parser.add_argument("--threads-matrix", action="store_true",
                         help="run --quick under each thread setting (fresh interpreters)")
     args = parser.parse_args()
@@ -330,6 +392,20 @@ def main() -> int:
     dataset = sample_dataset(0, "diginetica")
     results["generate_s"] = time.perf_counter() - start
     results.update(n_items=dataset.n_items, n_train=len(dataset.train), n_test=len(dataset.test))
+    if args.diagnostics:
+        results.update(measure_diagnostics(dataset))
+        results["load_after"] = _load()
+        print(f"load average {results['load_before']} / {results['load_after']}; plain step "
+              f"{results['diag_plain_step_ms']:.1f} ms; hooks {results['diag_hooks_mean_ms']:.3f} "
+              f"ms per step on average ({results['diag_sampled_step_hooks_ms']:.1f} ms on a "
+              f"sampled step); end of epoch {results['diag_end_epoch_ms']:.1f} ms over "
+              f"{results['diag_steps_per_epoch']} steps")
+        print(f"diagnostics overhead {100 * results['diag_overhead']:.2f}% of a step "
+              f"(target < {100 * TARGETS['diag_overhead']:.0f}%; whole steps with and without: "
+              f"{100 * results['diag_overhead_means']:+.1f}%)")
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=2) + "\n")
+        return 0
     results.update(measure_step(dataset, reps))
     results.update(measure_eval(dataset, 20 if args.quick else 60))
     from srsan_np.train import TrainConfig

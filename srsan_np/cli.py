@@ -354,6 +354,148 @@ def _add_recommend(sub) -> None:
     p.set_defaults(func=_run_recommend)
 
 
+# --------------------------------------------------------------------------- plot
+
+PLOTS_MANIFEST = ".srsan-np-plots"  # in --out: the files plot wrote there, one a line
+N_ATTENTION_MAPS = 3
+
+
+def _json_file(path):
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: not valid JSON ({err})") from err
+
+
+def _plotted_run(run_dir):
+    """The run directory whose files to draw; with several learning rates, one of its runs."""
+    if not run_dir.is_dir():
+        raise DataError(f"{run_dir}: no such run directory")
+    runs = sorted(run_dir.glob("lr-*/config.json"))
+    if (run_dir / "last.npz").exists() or (run_dir / "diagnostics.json").exists() or not runs:
+        return run_dir
+    summary = run_dir / "summary.json"
+    if summary.exists() and "selected_lr" in _json_file(summary):  # finished: the chosen rate
+        return run_dir / f"lr-{_json_file(summary)['selected_lr']:g}"
+    return max(runs, key=lambda p: p.stat().st_mtime).parent  # in progress: the latest
+
+
+def _run_history(run):
+    """``(history, selected epoch)`` of a finished run or of one still training (or Nones)."""
+    from srsan_np.checkpoint import load_checkpoint
+    if (run / "summary.json").exists():
+        summary = _json_file(run / "summary.json")
+        return summary["history"], summary["selected_epoch"]
+    if (run / "last.npz").exists():
+        try:
+            meta = load_checkpoint(run / "last.npz")[1]
+        except ValueError as err:
+            raise DataError(str(err)) from err
+        return meta["history"], meta["best"]["epoch"]
+    return None, None
+
+
+def _plot_targets(out, names):
+    """Create ``out`` if needed; refuse to replace a file in it that plot did not write."""
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {out}: exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = out / PLOTS_MANIFEST
+    ours = set(manifest.read_text().split()) if manifest.exists() else set()
+    foreign = [n for n in names if (out / n).exists() and n not in ours]
+    if foreign:
+        raise DataError(f"--out {out}: {foreign[0]} exists and was not written by srsan-np "
+                        "plot; choose another --out")
+    from srsan_np.data.store import atomic_write_bytes
+    atomic_write_bytes(manifest, "".join(f"{n}\n" for n in sorted(ours | set(names))).encode())
+
+
+def _run_plot(args) -> int:
+    from srsan_np import plots
+    from srsan_np.diagnostics import load_diagnostics
+
+    run = _plotted_run(args.run_dir)
+    if run != args.run_dir:
+        print(f"{args.run_dir} holds one run per learning rate; plotting {run}")
+    history, selected = _run_history(run)
+    try:
+        diagnostics = load_diagnostics(run)
+    except ValueError as err:
+        raise DataError(str(err)) from err
+    config = _json_file(run / "config.json") if (run / "config.json").exists() else None
+    k = config["train"]["select"].partition("@")[2] if config else "20"
+    figures = {}  # file name -> a function drawing it there
+    if history:
+        figures["curves.png"] = lambda path: plots.training_curves(
+            history, (f"HR@{k}", f"MRR@{k}"), selected, path)
+    if diagnostics is not None and diagnostics["steps"]["loss"]:
+        figures["loss_per_step.png"] = lambda path: plots.step_loss(diagnostics, path)
+        figures["gradients.png"] = lambda path: plots.gradient_diagnostics(diagnostics, path)
+    if diagnostics is not None and any(r["attention_entropy"] for r in diagnostics["epochs"]):
+        figures["attention_statistics.png"] = lambda path: plots.attention_diagnostics(
+            diagnostics, path)
+    if history:
+        figures.update(_attention_figures(run))
+    if not figures:
+        raise DataError(f"{run}: nothing to plot yet (no epoch finished, no diagnostics)")
+    out = args.out or args.run_dir / "plots"
+    _plot_targets(out, list(figures))
+    for name, draw in figures.items():
+        draw(out / name)
+        print(out / name)
+    return 0
+
+
+def _attention_figures(run):
+    """Attention maps, in the run's mode, of a few test examples of the run's data."""
+    import numpy as np
+    from srsan_np import model, plots
+    from srsan_np.data import make_batch
+    from srsan_np.train import load_run
+
+    # one run per learning rate: the data is described beside them
+    source = next((d / "data.json" for d in (run, run.parent) if (d / "data.json").exists()),
+                  run / "data.json")
+    try:
+        params, config, _ = load_run(run, "best")
+        dataset = _reload_data(_json_file(source))
+    except (DataError, OSError, ValueError) as err:
+        print(f"no attention maps: {err}", file=sys.stderr)
+        return {}
+    test = dataset.test
+    lengths = test.lengths()
+    # readable maps: prefixes of a few clicks, the first ones of the test set
+    chosen = np.flatnonzero((lengths >= 4) & (lengths <= 8))[:N_ATTENTION_MAPS]
+    if len(chosen) == 0:
+        chosen = np.argsort(-lengths, kind="stable")[:N_ATTENTION_MAPS]
+    len_max = int(lengths.max())  # faithful: as evaluation pads the test prefixes
+
+    def draw(index):
+        def to(path):
+            batch = make_batch(test, [index], config.mode, len_max)
+            maps = model.attention_maps(params, batch, config)
+            return plots.attention_layers(
+                [m[0] for m in maps], batch.inputs[0], readout=int(batch.last[0]), path=path,
+                title=f"test example {index} ({config.mode} mode), next click {batch.targets[0]}")
+        return to
+
+    return {f"attention_test_{j}.png": draw(int(i)) for j, i in enumerate(chosen)}
+
+
+def _add_plot(sub) -> None:
+    p = sub.add_parser("plot", help="draw a run: curves, diagnostics, attention maps (PNG)",
+                       description="Write PNG files of a training run, finished or still "
+                                   "training: the training curves (loss, validation and test "
+                                   "metrics, learning rate, the selected epoch dashed), the "
+                                   "training diagnostics (loss per step, gradient norms and "
+                                   "update ratios, attention entropy and padding mass) and the "
+                                   "attention maps of a few test examples. Prints the paths.")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--out", type=Path, help="the directory for the PNG files (default: "
+                   "RUN_DIR/plots); a file in it that plot did not write is never replaced")
+    p.set_defaults(func=_run_plot)
+
+
 # --------------------------------------------------------------------------- baselines
 
 def _run_baselines(args) -> int:
@@ -375,7 +517,7 @@ def _add_baselines(sub) -> None:
 # --------------------------------------------------------------------------- main
 
 SUBCOMMANDS = [_add_generate, _add_preprocess, _add_stats, _add_train, _add_evaluate,
-               _add_recommend, _add_baselines]
+               _add_recommend, _add_plot, _add_baselines]
 
 
 def build_parser() -> argparse.ArgumentParser:

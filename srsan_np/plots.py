@@ -16,8 +16,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import MaxNLocator
 
 from srsan_np.data.store import atomic_write_stream
 
@@ -25,6 +27,9 @@ __all__ = [
     "attention_heatmap",
     "attention_layers",
     "training_curves",
+    "step_loss",
+    "gradient_diagnostics",
+    "attention_diagnostics",
     "metric_bars",
     "session_length_histogram",
     "popularity_rank_frequency",
@@ -157,7 +162,8 @@ def training_curves(history, metrics=("HR@20", "MRR@20"), selected_epoch=None, p
     Returns
     -------
     matplotlib.figure.Figure
-        ``1 + len(metrics)`` axes: the loss, then one per metric.
+        ``1 + len(metrics)`` axes: the loss, then one per metric, then the learning rate
+        (log scale) if every record has an ``lr``.
     """
     history = list(history)
     if not history:
@@ -171,8 +177,10 @@ def training_curves(history, metrics=("HR@20", "MRR@20"), selected_epoch=None, p
             raise ValueError(f"training_curves: metric {m!r} not in the history; "
                              f"available: {list(history[0]['test'])}")
     epochs = [r["epoch"] for r in history]
-    fig = Figure(figsize=(4.0 * (1 + len(metrics)), 3.2), layout="constrained")
-    axes = fig.subplots(1, 1 + len(metrics), squeeze=False)[0]
+    with_lr = all("lr" in r for r in history)
+    n_axes = 1 + len(metrics) + with_lr
+    fig = Figure(figsize=(4.0 * n_axes, 3.2), layout="constrained")
+    axes = fig.subplots(1, n_axes, squeeze=False)[0]
     axes[0].plot(epochs, [r["train_loss"] for r in history], marker="o", label="train")
     axes[0].set_ylabel("cross-entropy")
     axes[0].set_title("training loss")
@@ -183,10 +191,135 @@ def training_curves(history, metrics=("HR@20", "MRR@20"), selected_epoch=None, p
         ax.set_ylabel(f"{m} (%)")
         ax.set_title(m)
         ax.legend()
+    if with_lr:
+        axes[-1].semilogy(epochs, [r["lr"] for r in history], marker="o", drawstyle="steps-post")
+        axes[-1].set_ylabel("learning rate")
+        axes[-1].set_title("learning rate")
     for ax in axes:
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if selected_epoch is not None:
             ax.axvline(selected_epoch, color="grey", linestyle="--", linewidth=1)
+    return _save(fig, path)
+
+
+def _check_diagnostics(diagnostics, where):
+    """The diagnostics dict of :func:`srsan_np.diagnostics.load_diagnostics`, checked."""
+    if not isinstance(diagnostics, Mapping) or not all(
+            k in diagnostics for k in ("steps", "sampled", "epochs", "params")):
+        raise ValueError(f"{where}: need the dict of srsan_np.diagnostics.load_diagnostics")
+    return diagnostics
+
+
+def _epoch_starts(ax, epochs):
+    """Dotted vertical lines where a new epoch begins along a step axis."""
+    epochs = np.asarray(epochs)
+    for step in np.flatnonzero(epochs[1:] != epochs[:-1]) + 1:
+        ax.axvline(step, color="grey", linestyle=":", linewidth=1)
+
+
+def step_loss(diagnostics, path=None) -> Figure:
+    """The training loss at every step, raw and smoothed, with the epochs' starts.
+
+    Parameters
+    ----------
+    diagnostics : dict
+        :func:`srsan_np.diagnostics.load_diagnostics` of a run.
+    path : str or Path or None
+        Where to save the figure.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One axes: the raw loss (faint), its moving average and the epoch boundaries.
+    """
+    steps = _check_diagnostics(diagnostics, "step_loss")["steps"]
+    if not steps["loss"]:
+        raise ValueError("step_loss: no step recorded yet")
+    fig = Figure(figsize=(7.0, 3.4), layout="constrained")
+    ax = fig.subplots()
+    ax.plot(steps["loss"], color="tab:blue", alpha=0.25, linewidth=0.8, label="per step")
+    ax.plot(steps["loss_smoothed"], color="tab:blue", label="moving average")
+    _epoch_starts(ax, steps["epoch"])
+    ax.set_xlabel("step (dotted: a new epoch)")
+    ax.set_ylabel("cross-entropy")
+    ax.set_title("training loss per step")
+    ax.legend()
+    return _save(fig, path)
+
+
+def gradient_diagnostics(diagnostics, path=None) -> Figure:
+    """Per parameter tensor: gradient norm and update-to-weight ratio at the sampled steps.
+
+    A healthy run keeps most update ratios within a decade of ``1e-3`` (the dashed line):
+    far above, the learning rate is too high and the weights are thrown around; far below,
+    that tensor barely learns.
+
+    Parameters
+    ----------
+    diagnostics, path
+        As in :func:`step_loss`.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Two axes (log scale), one line per parameter tensor in each.
+    """
+    sampled = _check_diagnostics(diagnostics, "gradient_diagnostics")["sampled"]
+    if not sampled["step"]:
+        raise ValueError("gradient_diagnostics: no sampled step recorded yet")
+    names = list(diagnostics["params"])
+    fig = Figure(figsize=(11.0, 4.0), layout="constrained")
+    axes = fig.subplots(1, 2)
+    colours = colormaps["tab20"](np.arange(len(names)) % 20)
+    for ax, key, title in ((axes[0], "grad_norm", "gradient norm ||g||"),
+                           (axes[1], "update_ratio", "update / weight ||dW|| / ||W||")):
+        for name, colour in zip(names, colours):
+            ax.semilogy(sampled["step"], sampled[key][name], marker=".", color=colour,
+                        label=name)
+        _epoch_starts(ax, diagnostics["steps"]["epoch"])
+        ax.set_xlabel("step (dotted: a new epoch)")
+        ax.set_title(title)
+    axes[1].axhline(1e-3, color="black", linestyle="--", linewidth=1)
+    axes[1].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return _save(fig, path)
+
+
+def attention_diagnostics(diagnostics, path=None) -> Figure:
+    """Per layer and head, per epoch: the read-out query's attention entropy and, in
+    faithful mode, its attention mass on padding, on a fixed batch of validation examples.
+
+    Parameters
+    ----------
+    diagnostics, path
+        As in :func:`step_loss`.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One axes (entropy, nats), two in faithful mode (and the mass on padding).
+    """
+    records = [r for r in _check_diagnostics(diagnostics, "attention_diagnostics")["epochs"]
+               if r.get("attention_entropy") is not None]
+    if not records:
+        raise ValueError("attention_diagnostics: no epoch with attention statistics yet")
+    padding = all(r.get("padding_mass") is not None for r in records)
+    fig = Figure(figsize=(5.0 * (1 + padding), 3.4), layout="constrained")
+    axes = fig.subplots(1, 1 + padding, squeeze=False)[0]
+    epochs = [r["epoch"] for r in records]
+    panels = [("attention_entropy", "read-out attention entropy", "entropy (nats)")]
+    if padding:
+        panels.append(("padding_mass", "read-out attention on padding", "weight on id 0"))
+    for ax, (key, title, ylabel) in zip(axes, panels):
+        values = np.array([r[key] for r in records], dtype=np.float64)  # (epochs, L, H)
+        for l in range(values.shape[1]):
+            for h in range(values.shape[2]):
+                ax.plot(epochs, values[:, l, h], marker="o", label=f"layer {l}, head {h}")
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.legend(fontsize=8)
     return _save(fig, path)
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from srsan_np import kernels as kernel_sets
 from srsan_np import model
 from srsan_np.checkpoint import load_checkpoint, save_checkpoint, write_json
 from srsan_np.data import iterate_batches, make_batch, split_validation
+from srsan_np.diagnostics import Diagnostics
 from srsan_np.evaluate import evaluate
 from srsan_np.optim import step_lr
 
@@ -206,8 +208,9 @@ def fit(dataset, model_config, train_config, run_dir=None, resume=False, log=pri
         (the original hard-codes 37,483 items whatever the data).
     train_config : TrainConfig
     run_dir : path or None
-        Where ``config.json``, ``last.npz`` (every epoch), ``best.npz`` (the selected epoch)
-        and ``summary.json`` go. None keeps everything in memory. With a list of learning
+        Where ``config.json``, ``last.npz`` (every epoch), ``best.npz`` (the selected epoch),
+        ``diagnostics.json`` (:mod:`srsan_np.diagnostics`) and ``summary.json`` go. None
+        keeps everything in memory (and records no diagnostics). With a list of learning
         rates, each rate's run has its own ``run_dir/lr-<rate>``, and ``run_dir`` gets the
         chosen run's ``best.npz`` and the summary.
     resume : bool
@@ -262,6 +265,9 @@ def fit(dataset, model_config, train_config, run_dir=None, resume=False, log=pri
     score_test = model_scorer(params, model_config, dataset.test, tc.kernels)
     train_len_max = int(train_set.lengths().max())  # what recommend pads faithful sessions to
     stale = 0 if best is None else len(history) - 1 - best["epoch"]
+    # Diagnostics hook (srsan_np/diagnostics.py): reads, never changes, the training.
+    diagnostics = None if run_dir is None else Diagnostics(
+        run_dir, params, model_config, valid_set if valid_set is not None else train_set, start)
     for epoch in range(start, tc.epochs):
         if valid_set is not None and stale >= tc.patience:
             log(f"early stop: no better validation {tc.select} for {tc.patience} epochs")
@@ -270,8 +276,11 @@ def fit(dataset, model_config, train_config, run_dir=None, resume=False, log=pri
         optimizer.lr = step_lr(tc.lr, epoch, tc.lr_dc_step, tc.lr_dc)
         shuffle_rng, dropout_rng = _epoch_rngs(tc.seed, epoch)
         n_batches = math.ceil(len(train_set) / tc.batch_size)
+        # A bar only on a terminal (disable=None), so a log file holds the epoch lines
+        # alone; tqdm takes TQDM_DISABLE as a default, which an explicit argument overrides.
+        bar_options = {} if "TQDM_DISABLE" in os.environ else {"disable": None}
         bar = tqdm(iterate_batches(train_set, tc.batch_size, model_config.mode, shuffle_rng),
-                   total=n_batches, desc=f"epoch {epoch}", leave=False)
+                   total=n_batches, desc=f"epoch {epoch}", leave=False, **bar_options)
         loss_sum, seen = 0.0, 0
         for i, batch in enumerate(bar):
             loss, grads = model.loss_and_grads(params, batch, model_config, dropout_rng,
@@ -281,7 +290,11 @@ def fit(dataset, model_config, train_config, run_dir=None, resume=False, log=pri
                         if run_dir is not None and epoch > 0 else "no checkpoint was kept")
                 raise TrainingDiverged(f"loss became {loss} at epoch {epoch}, batch {i}; "
                                        f"{kept}. Try a lower --lr.")
+            if diagnostics is not None:
+                diagnostics.before_step(epoch, i, loss, grads)
             optimizer.step(grads)
+            if diagnostics is not None:
+                diagnostics.after_step(optimizer.lr)
             loss_sum += loss * len(batch.targets)
             seen += len(batch.targets)
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
@@ -299,6 +312,7 @@ def fit(dataset, model_config, train_config, run_dir=None, resume=False, log=pri
             best_params = {name: value.copy() for name, value in params.items()}
         stale = 0 if improved else stale + 1
         if run_dir is not None:
+            diagnostics.end_epoch(epoch)
             meta = {"config": configs, "epoch": epoch, "history": history, "best": best,
                     "len_max": train_len_max}
             adam = {f"adam/{k}": v for k, v in optimizer.state_dict().items()}

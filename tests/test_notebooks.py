@@ -7,6 +7,7 @@ progress bars. The kernel must be the interpreter running the tests, whatever ke
 the machine has (a user-level "python3" could point at another environment): the test
 writes a temporary "python3" kernelspec for ``sys.executable`` and puts it first on
 ``JUPYTER_PATH``; a first, injected cell checks the kernel's ``sys.prefix`` is ours.
+Each notebook is executed once; one test checks that it ran, another that it kept a figure.
 """
 
 import json
@@ -30,10 +31,15 @@ def kernel_env():
     return env
 
 
-@pytest.fixture
-def this_python_kernel(tmp_path, monkeypatch):
-    """A "python3" kernelspec that starts ``sys.executable``, found before any other."""
-    spec_dir = tmp_path / "jupyter" / "kernels" / "python3"
+@pytest.fixture(scope="module")
+def run_notebook(tmp_path_factory):
+    """``run_notebook(path) -> (executed notebook or None, error or None)``, once per notebook.
+
+    The kernel is a "python3" kernelspec that starts ``sys.executable``, found before any
+    other; each notebook runs in a fresh working directory.
+    """
+    root = tmp_path_factory.mktemp("notebooks")
+    spec_dir = root / "jupyter" / "kernels" / "python3"
     spec_dir.mkdir(parents=True)
     spec = {
         "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
@@ -41,15 +47,20 @@ def this_python_kernel(tmp_path, monkeypatch):
         "language": "python",
     }
     (spec_dir / "kernel.json").write_text(json.dumps(spec))
-    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
-    return "python3"
+    done = {}
+
+    def run(path):
+        if path not in done:
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setenv("JUPYTER_PATH", str(root / "jupyter"))
+                done[path] = _execute(path, root / path.stem)
+        return done[path]
+
+    return run
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
-def test_notebook_runs(path, tmp_path, this_python_kernel):
+def _execute(path, work):
     nb = nbformat.read(path, as_version=4)
-    work = tmp_path / "work"
     work.mkdir()
     same_python = nbformat.v4.new_code_cell(
         "import sys\n"
@@ -59,7 +70,7 @@ def test_notebook_runs(path, tmp_path, this_python_kernel):
     nb.cells.insert(0, same_python)
     client = nbclient.NotebookClient(
         nb,
-        kernel_name=this_python_kernel,
+        kernel_name="python3",
         timeout=CELL_TIMEOUT,
         allow_errors=False,
         resources={"metadata": {"path": str(work)}},  # the kernel's working directory
@@ -68,9 +79,37 @@ def test_notebook_runs(path, tmp_path, this_python_kernel):
     try:
         client.execute(env=kernel_env())
     except nbclient.exceptions.CellExecutionError as error:
-        pytest.fail(f"{path.name} failed:\n{error}", pytrace=False)
+        return None, f"{path.name} failed:\n{error}"
     written = sorted(p.name for p in set(path.parent.iterdir()) - before)
-    assert not written, f"{path.name} wrote {written} into notebooks/"
+    return nb, f"{path.name} wrote {written} into notebooks/" if written else None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_runs(path, run_notebook):
+    _, error = run_notebook(path)
+    if error:
+        pytest.fail(error, pytrace=False)
+
+
+# Notebooks without a figure that survives a headless run yet; the marks go when they get one.
+NO_FIGURE_YET = {"03_embedding_and_scoring.ipynb", "04_layer_norm.ipynb",
+                 "06_encoder_and_model.ipynb", "09_numba_story.ipynb"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", [
+    pytest.param(p, marks=pytest.mark.xfail(strict=True, reason="figure added by the notebook work"))
+    if p.name in NO_FIGURE_YET else p for p in NOTEBOOKS], ids=[p.name for p in NOTEBOOKS])
+def test_notebook_keeps_a_figure(path, run_notebook):
+    """Executed headless (MPLBACKEND=Agg, as CI and nbconvert --execute do), the notebook
+    still has an image output: a figure shown with plt.show() alone is lost there."""
+    nb, error = run_notebook(path)
+    if nb is None:
+        pytest.fail(f"did not run: {error}", pytrace=False)
+    images = [o for cell in nb.cells if cell.cell_type == "code"
+              for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert images, f"{path.name}: no image output when executed headless"
 
 
 def test_notebooks_exist():

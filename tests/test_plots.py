@@ -84,12 +84,15 @@ def _history(with_valid=True):
 def test_training_curves(tmp_path):
     path = tmp_path / "curves.png"
     fig = plots.training_curves(_history(), selected_epoch=1, path=path)
-    assert isinstance(fig, Figure) and len(fig.axes) == 3
-    assert [ax.get_title() for ax in fig.axes] == ["training loss", "HR@20", "MRR@20"]
+    assert isinstance(fig, Figure) and len(fig.axes) == 4
+    assert [ax.get_title() for ax in fig.axes] == ["training loss", "HR@20", "MRR@20",
+                                                   "learning rate"]
     assert len(fig.axes[1].get_lines()) == 3  # validation, test, selected epoch
+    assert fig.axes[3].get_yscale() == "log"
     _assert_png(path)
-    # without a validation split: test only
-    fig = plots.training_curves(_history(with_valid=False), metrics=("NDCG@20",))
+    # without a validation split: test only; without learning rates: no such panel
+    history = [{k: v for k, v in r.items() if k != "lr"} for r in _history(with_valid=False)]
+    fig = plots.training_curves(history, metrics=("NDCG@20",))
     assert len(fig.axes) == 2 and len(fig.axes[1].get_lines()) == 1
 
 
@@ -100,6 +103,56 @@ def test_training_curves_bad_input():
         plots.training_curves(_history(), metrics=("HR@50",))
     with pytest.raises(ValueError, match="'train_loss'"):
         plots.training_curves([{"epoch": 0, "test": {}}])
+
+
+def _diagnostics(mode="faithful"):
+    """A diagnostics.json's contents: 2 epochs of 5 steps, sampled every 2, L=1, H=2."""
+    names = ["embedding.weight", "layers.0.linear1.weight"]
+    epoch = [0] * 5 + [1] * 5
+    sampled = [0, 2, 4, 5, 7, 9]
+    attention = lambda e: {"attention_entropy": [[1.0 - 0.1 * e, 0.8]],  # noqa: E731
+                           "padding_mass": [[0.3, 0.2 + 0.1 * e]] if mode == "faithful" else None}
+    return {"version": 1, "every": 2, "mode": mode, "params": names,
+            "steps": {"epoch": epoch, "loss": [6.0 - 0.1 * i for i in range(10)],
+                      "loss_smoothed": [6.0 - 0.05 * i for i in range(10)], "lr": [1e-3] * 10},
+            "sampled": {"step": sampled, "epoch": [epoch[i] for i in sampled],
+                        "grad_norm": {n: [1.0] * 6 for n in names},
+                        "update_ratio": {n: [1e-3] * 6 for n in names}},
+            "epochs": [{"epoch": e, "lr": 1e-3, **attention(e)} for e in range(2)]}
+
+
+def test_diagnostics_plots(tmp_path):
+    d = _diagnostics()
+    fig = plots.step_loss(d, path=tmp_path / "loss.png")
+    (ax,) = fig.axes
+    assert len(ax.get_lines()) == 3  # raw, smoothed, one epoch start
+    _assert_png(tmp_path / "loss.png")
+    fig = plots.gradient_diagnostics(d, path=tmp_path / "grads.png")
+    assert [ax.get_yscale() for ax in fig.axes] == ["log", "log"]
+    # two tensors, one epoch start, and the 1e-3 reference on the ratios
+    assert [len(ax.get_lines()) for ax in fig.axes] == [3, 4]
+    _assert_png(tmp_path / "grads.png")
+    fig = plots.attention_diagnostics(d, path=tmp_path / "att.png")
+    assert [ax.get_title() for ax in fig.axes] == ["read-out attention entropy",
+                                                   "read-out attention on padding"]
+    assert [len(ax.get_lines()) for ax in fig.axes] == [2, 2]  # one per head
+    _assert_png(tmp_path / "att.png")
+    assert len(plots.attention_diagnostics(_diagnostics("sequence")).axes) == 1
+
+
+def test_diagnostics_plots_bad_input():
+    for plot in (plots.step_loss, plots.gradient_diagnostics, plots.attention_diagnostics):
+        with pytest.raises(ValueError, match="load_diagnostics"):
+            plot({"steps": {}})
+    empty = _diagnostics()
+    empty["steps"] = {k: [] for k in empty["steps"]}
+    empty["sampled"]["step"], empty["epochs"] = [], []
+    with pytest.raises(ValueError, match="no step recorded yet"):
+        plots.step_loss(empty)
+    with pytest.raises(ValueError, match="no sampled step recorded yet"):
+        plots.gradient_diagnostics(empty)
+    with pytest.raises(ValueError, match="no epoch with attention statistics yet"):
+        plots.attention_diagnostics(empty)
 
 
 def test_metric_bars_with_intervals(tmp_path):

@@ -161,89 +161,24 @@ def test_key_rows_without_mask_or_ids_is_every_position():
     assert fast_attention.key_rows(None, None, (B, T, D)) is None
 
 
-def _one_query_textbook(q, kv, mask, keep, scale):
-    """The one-query core as the textbook's steps: scores, masked softmax, the dropout of
-    ``keep`` (or none), the weighted values. q (B, 1, D), kv (B, T, 2D) -> (att, att_drop, y)."""
-    q_h = attention.split_heads(q, H)  # (B, H, 1, dh)
-    k, v = (attention.split_heads(a, H) for a in (kv[..., :D], kv[..., D:]))
-    att = attention.masked_softmax((q_h @ k.transpose(0, 1, 3, 2)) * scale, mask)
-    att_drop = att if keep is None else att * keep / (1 - 0.3)
-    return att, att_drop, attention.merge_heads(att_drop @ v)
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("dropout", [False, True])
-def test_one_query_kernels_equal_the_textbook_steps(dtype, dropout):
-    """The fused one-query kernels against the textbook's separate steps (a fully masked
-    row included), forward and backward, and bit for bit the same on 1 and 2 threads."""
-    import numba
-
-    rng = np.random.default_rng(11)
-    mask = MASK.copy()
-    mask[1] = False  # no real key at all: weights, output and gradients 0
-    q = rng.standard_normal((B, 1, D)).astype(dtype)
-    kv = rng.standard_normal((B, T, 2 * D)).astype(dtype)
-    dy = rng.standard_normal((B, 1, D)).astype(dtype)
-    scale = dtype(1 / np.sqrt(D // H))
-    drop_rng = np.random.default_rng(3) if dropout else None
-    att, att_drop, drop_cache, y = fast_attention._one_query_core(q, kv, mask, H, scale, 0.3,
-                                                                  drop_rng)
-    keep = drop_cache.keep
-    assert (keep is not None) == dropout
+@pytest.mark.parametrize("n_queries", [1, 4])
+def test_query_sum_product_is_the_sum_over_queries(dtype, n_queries):
+    """The per-head ``a^T b`` of the backward: its one-query branch equals the sum."""
+    rng = np.random.default_rng(n_queries)
+    a = rng.standard_normal((3, 2, n_queries, 5)).astype(dtype)  # (B, H, Tq, M)
+    b = rng.standard_normal((3, 2, n_queries, 7)).astype(dtype)  # (B, H, Tq, N)
+    expected = np.einsum("bhqm,bhqn->bhmn", a.astype(np.float64), b.astype(np.float64))
+    got = fast_attention._query_sum_product(a, b)
+    assert got.shape == (3, 2, 5, 7) and got.dtype == dtype
     tol = 1e-5 if dtype == np.float32 else 1e-13
-    ref = _one_query_textbook(q.astype(np.float64), kv.astype(np.float64), mask, keep, scale)
-    for got, want in zip((att, att_drop, y), ref):
-        assert got.dtype == dtype and close(got, want) < tol
-    assert not att[1].any() and not y[1].any()
-
-    # the backward against autodiff of the same steps, written out: float64 finite
-    # differences through the textbook steps
-    def backward():
-        dq, dkv = np.empty_like(q), np.empty_like(kv)
-        fast_attention._one_query_backward_kernel(
-            dy[:, 0], q[:, 0], kv, att, att_drop, fast_attention._keep_or_empty(drop_cache),
-            dtype(drop_cache.scale), scale, dq[:, 0], dkv)
-        return dq, dkv
-
-    dq, dkv = backward()
-    if dtype == np.float64:
-        q64, kv64 = q.copy(), kv.copy()
-        numeric_q = richardson_gradient(lambda: _one_query_textbook(q64, kv, mask, keep, scale)[2],
-                                        q64, dy, h=1e-4)
-        numeric_kv = richardson_gradient(lambda: _one_query_textbook(q, kv64, mask, keep, scale)[2],
-                                         kv64, dy, h=1e-4)
-        assert rel_error(numeric_q, dq) < 1e-8 and close(dkv, numeric_kv) < 1e-8
-    assert not dq[1].any() and not dkv[1].any()
-    threads = numba.get_num_threads()
-    try:
-        numba.set_num_threads(1)
-        one_thread = (fast_attention._one_query_core(q, kv, mask, H, scale, 0.3,
-                                                     np.random.default_rng(3) if dropout
-                                                     else None), backward())
-    finally:
-        numba.set_num_threads(threads)
-    for got, want in zip((*one_thread[0], *one_thread[1]), (att, att_drop, drop_cache, y, dq, dkv)):
-        if isinstance(want, np.ndarray):
-            np.testing.assert_array_equal(got, want)
-
-
-def test_one_query_attention_with_dropout_finite_differences():
-    """The read-out attention with a seeded dropout mask: every input against finite
-    differences (float64, each call draws the same mask)."""
-    rng = np.random.default_rng(12)
-    x = rng.standard_normal((B, T, D))
-    weights = _attention_weights(rng)
-    dout = rng.standard_normal((B, 1, D))
-
-    def forward(cache=False):
-        out, c = fast_attention.attention_forward(x, *weights, H, MASK, 0.3,
-                                                  np.random.default_rng(5), last=LAST)
-        return (out, c) if cache else out
-
-    grads = fast_attention.attention_backward(dout, forward(cache=True)[1])
-    for name, arg, grad in zip(["x", "in_w", "in_b", "out_w", "out_b"], [x, *weights], grads):
-        numeric = richardson_gradient(forward, arg, dout, h=1e-4)
-        assert close(grad, numeric) < 1e-8, name
+    np.testing.assert_allclose(got, expected, rtol=tol, atol=tol)
+    # into a strided view, as the attention backward does: the same values
+    halves = np.zeros((3, 5, 2, 2 * 7), dtype=dtype)  # (B, M, 2, H * N)
+    view = halves[:, :, 1].reshape(3, 5, 2, 7).transpose(0, 2, 1, 3)  # (B, H, M, N)
+    fast_attention._query_sum_product(a, b, out=view)
+    np.testing.assert_array_equal(view, got)
+    assert not halves[:, :, 0].any()
 
 
 def test_bad_hints_name_the_argument():

@@ -17,13 +17,7 @@ the caller passes the ids, and each distinct id is projected once. Batches are p
 their longest session, so this is most of the projection's work; in ``faithful`` mode,
 which has no mask, every padding position holds item 0 and so shares one row.
 
-One query, one kernel. With a single query per row, every head's scores, masked softmax,
-dropout on the weights and weighted sum of values is a handful of length-``T`` loops, too
-small for BLAS: :func:`_one_query_forward_kernel` does them all per row of the batch, reading
-the projected keys and values in place, and :func:`_one_query_backward_kernel` inverts them
-in the same way. Each thread owns its rows of the batch, so the result does not depend on
-the thread count. With every position querying, the textbook's softmax kernels and head
-reshapes run as they are.
+The softmax kernels and the head reshapes are the textbook's.
 """
 
 from __future__ import annotations
@@ -41,7 +35,7 @@ from ..ops.attention import (
     merge_heads,
     split_heads,
 )
-from ..ops.dropout import DropoutCache, dropout_backward, dropout_forward
+from ..ops.dropout import dropout_backward, dropout_forward
 from ..ops.embedding import embedding_backward, embedding_forward
 from ..ops.linear import linear_backward, linear_forward
 
@@ -53,8 +47,9 @@ class AttentionCache(NamedTuple):
     kv_cache: Any          # cache of the key/value projection x -> [k, v]
     key_rows: Any          # (rows, index) from key_rows(), or None: every position
     last: Any              # (B,) query positions, or None: every position is a query
-    q: np.ndarray          # (B, Tq, D) queries, not yet scaled
-    kv: np.ndarray         # (B, T, 2D) keys, then values
+    q: np.ndarray          # (B, H, Tq, dh) queries, not yet scaled
+    k: np.ndarray          # (B, H, T, dh) keys
+    v: np.ndarray          # (B, H, T, dh) values
     att: np.ndarray        # (B, H, Tq, T) attention weights after the softmax
     att_drop: np.ndarray   # (B, H, Tq, T) the same after dropout (``att`` itself if none)
     drop_cache: Any        # cache of the dropout on the attention weights
@@ -62,85 +57,35 @@ class AttentionCache(NamedTuple):
 
 
 @njit(cache=True, parallel=True)
-def _one_query_forward_kernel(q, kv, key_mask, keep, drop_scale, scale, att, att_drop, y):
-    """Attention of one query per row, every head: ``q`` (B, D), ``kv`` (B, T, 2D) keys then
-    values, ``key_mask`` (B, T); ``keep`` (B, H, 1, T) the dropout's keep mask, or of size 0
-    for no dropout. Writes ``att`` and ``att_drop`` (B, H, 1, T) and ``y`` (B, D), all zero
-    on entry; parallel over the rows of the batch, each thread owning its rows."""
-    B, H, _, T = att.shape
-    D = q.shape[1]
-    dh = D // H
-    dropout = keep.size > 0
-    for b in prange(B):
+def _outer_product_kernel(a, b, out):
+    """``out[i, h, m, n] = a[i, h, 0, m] b[i, h, 0, n]``, parallel over ``i`` (each thread
+    owns its rows of ``out``, which may have any strides)."""
+    B, H, M, N = out.shape
+    for i in prange(B):
         for h in range(H):
-            lo = h * dh
-            # scores = (q @ k^T) * scale over the real keys, kept in att for the softmax
-            m = -np.inf
-            for s in range(T):
-                if key_mask[b, s]:
-                    acc = 0.0
-                    for j in range(lo, lo + dh):
-                        acc += q[b, j] * kv[b, s, j]
-                    att[b, h, 0, s] = acc * scale
-                    m = max(m, att[b, h, 0, s])
-            if m == -np.inf:
-                continue  # no real key: weights, their dropout and the output stay 0
-            # att = softmax(scores) over the real keys, shifted by their max
-            total = 0.0
-            for s in range(T):
-                if key_mask[b, s]:
-                    e = math.exp(att[b, h, 0, s] - m)
-                    att[b, h, 0, s] = e
-                    total += e
-            for s in range(T):
-                att[b, h, 0, s] /= total
-                # att_drop = dropout(att), the mask drawn by the caller
-                if not dropout:
-                    att_drop[b, h, 0, s] = att[b, h, 0, s]
-                elif keep[b, h, 0, s]:
-                    att_drop[b, h, 0, s] = att[b, h, 0, s] * drop_scale
-            # y = att_drop @ v
-            for j in range(lo, lo + dh):
-                acc = 0.0
-                for s in range(T):
-                    acc += att_drop[b, h, 0, s] * kv[b, s, D + j]
-                y[b, j] = acc
+            for m in range(M):
+                a_m = a[i, h, 0, m]
+                for n in range(N):
+                    out[i, h, m, n] = a_m * b[i, h, 0, n]
 
 
-@njit(cache=True, parallel=True)
-def _one_query_backward_kernel(dy, q, kv, att, att_drop, keep, drop_scale, scale, dq, dkv):
-    """Backward of :func:`_one_query_forward_kernel`: from ``dy`` (B, D) writes ``dq``
-    (B, D) and ``dkv`` (B, T, 2D), the keys' gradient then the values'; parallel over the
-    rows of the batch, each thread owning its rows."""
-    B, H, _, T = att.shape
-    D = q.shape[1]
-    dh = D // H
-    dropout = keep.size > 0
-    for b in prange(B):
-        datt = np.empty(T)  # (T,) one head's gradient of the weights
-        for h in range(H):
-            lo = h * dh
-            inner = 0.0
-            for s in range(T):
-                # forward: y = att_drop @ v, so datt_drop = dy v^T and dv = att_drop^T dy
-                acc = 0.0
-                for j in range(lo, lo + dh):
-                    acc += dy[b, j] * kv[b, s, D + j]
-                    dkv[b, s, D + j] = att_drop[b, h, 0, s] * dy[b, j]
-                # forward: att_drop = att * keep * drop_scale
-                if dropout:
-                    acc = acc * drop_scale if keep[b, h, 0, s] else 0.0
-                datt[s] = acc
-                inner += att[b, h, 0, s] * acc
-            # forward: att = softmax(scores), so dscores = att (datt - sum att datt);
-            # forward: scores = (q @ k^T) * scale, so dq = dscores k, dk = dscores^T q
-            for j in range(lo, lo + dh):
-                dq[b, j] = 0.0
-            for s in range(T):
-                g = att[b, h, 0, s] * (datt[s] - inner) * scale
-                for j in range(lo, lo + dh):
-                    dq[b, j] += g * kv[b, s, j]
-                    dkv[b, s, j] = g * q[b, j]
+def _query_sum_product(a, b, out=None):
+    """``a^T b`` per head, summed over the queries: (B, H, Tq, M), (B, H, Tq, N) -> (B, H, M, N).
+
+    ``out`` (any strides) receives the result, as in NumPy; the backward pass writes the
+    key and value gradients straight into their halves of one (B, T, 2D) array this way.
+
+    With one query (``Tq = 1``, the read-out path) the sum has one term, an outer product,
+    done by a Numba loop: NumPy's batched ``@`` with an inner dimension of 1 skips BLAS for
+    a generic loop, and a broadcast multiply into the strided halves is slower than the
+    loop too. Both branches compute the same sum (tested).
+    """
+    if a.shape[2] == 1:
+        if out is None:
+            out = np.empty((a.shape[0], a.shape[1], a.shape[3], b.shape[3]), dtype=a.dtype)
+        _outer_product_kernel(a, b, out)
+        return out
+    return np.matmul(a.transpose(0, 1, 3, 2), b, out=out)  # (B, H, M, Tq) @ (B, H, Tq, N)
 
 
 def select_queries(x, last):
@@ -321,51 +266,21 @@ def attention_forward(
     # the fused projection qkv = x in_w^T + in_b, as its query rows and key/value rows
     q, q_cache = linear_forward(select_queries(x, last), in_w[:D], in_b[:D])  # (B, Tq, D)
     kv, kv_cache = keys_values_forward(x, in_w[D:], in_b[D:], rows)  # (B, T, 2D)
+    q = split_heads(q, n_heads)  # (B, H, Tq, dh)
+    k = split_heads(kv[..., :D], n_heads)  # (B, H, T, dh)
+    v = split_heads(kv[..., D:], n_heads)  # (B, H, T, dh)
     scale = x.dtype.type(1.0 / math.sqrt(D // n_heads))
-    if last is None:
-        att, att_drop, drop_cache, y = _attention_core(q, kv, key_mask, n_heads, scale, p, rng)
-    else:
-        att, att_drop, drop_cache, y = _one_query_core(q, kv, key_mask, n_heads, scale, p, rng)
+
+    scores = (q @ k.transpose(0, 1, 3, 2)) * scale  # (B, H, Tq, T)
+    att = masked_softmax(scores, key_mask)  # (B, H, Tq, T)
+    att_drop, drop_cache = dropout_forward(att, p, rng)  # (B, H, Tq, T)
+    y = merge_heads(att_drop @ v)  # (B, Tq, D)
     out, out_cache = linear_forward(y, out_w, out_b)  # (B, Tq, D)
 
     cache = AttentionCache(
-        q_cache, kv_cache, rows, last, q, kv, att, att_drop, drop_cache, out_cache
+        q_cache, kv_cache, rows, last, q, k, v, att, att_drop, drop_cache, out_cache
     )
     return out, cache
-
-
-def _attention_core(q, kv, key_mask, n_heads, scale, p, rng):
-    """The textbook's steps from the projections to ``y`` (B, T, D), every position a query:
-    ``(att, att_drop, drop_cache, y)``."""
-    D = q.shape[2]
-    q = split_heads(q, n_heads)  # (B, H, T, dh)
-    k = split_heads(kv[..., :D], n_heads)  # (B, H, T, dh)
-    v = split_heads(kv[..., D:], n_heads)  # (B, H, T, dh)
-    scores = (q @ k.transpose(0, 1, 3, 2)) * scale  # (B, H, T, T)
-    att = masked_softmax(scores, key_mask)  # (B, H, T, T)
-    att_drop, drop_cache = dropout_forward(att, p, rng)  # (B, H, T, T)
-    return att, att_drop, drop_cache, merge_heads(att_drop @ v)  # y (B, T, D)
-
-
-def _one_query_core(q, kv, key_mask, n_heads, scale, p, rng):
-    """The same steps with one query per row, in one kernel: ``q`` (B, 1, D); ``y``
-    (B, 1, D). The dropout mask is drawn as :func:`srsan_np.ops.dropout.dropout_forward`
-    draws it for weights of this shape, so a seed gives the same mask either way."""
-    B, T, _ = kv.shape
-    att = np.zeros((B, n_heads, 1, T), dtype=q.dtype)  # (B, H, 1, T)
-    drop_cache = DropoutCache(None, 1.0)
-    if rng is not None and p > 0.0:
-        drop_cache = DropoutCache(rng.random(att.shape) >= p, 1.0 / (1.0 - p))
-    att_drop = att if drop_cache.keep is None else np.zeros_like(att)  # (B, H, 1, T)
-    y = np.zeros((B, 1, q.shape[2]), dtype=q.dtype)  # (B, 1, D), 0 for a row with no real key
-    _one_query_forward_kernel(q[:, 0], kv, key_mask, _keep_or_empty(drop_cache),
-                              q.dtype.type(drop_cache.scale), scale, att, att_drop, y[:, 0])
-    return att, att_drop, drop_cache, y
-
-
-def _keep_or_empty(drop_cache):
-    """The keep mask for the one-query kernels; no dropout is an empty mask."""
-    return np.zeros((0, 0, 0, 0), np.bool_) if drop_cache.keep is None else drop_cache.keep
 
 
 def attention_backward(dout, cache):
@@ -386,48 +301,35 @@ def attention_backward(dout, cache):
     d_out_w : (D, D)
     d_out_b : (D,)
     """
-    q_cache, kv_cache, rows, last, q, kv, att, att_drop, drop_cache, out_cache = cache
-    B, Tq, D = q.shape
-    if dout.shape != (B, Tq, D):
-        raise ValueError(f"attention_backward: dout must have shape {(B, Tq, D)}, got {dout.shape}")
-    H = att.shape[1]
-    scale = dout.dtype.type(1.0 / math.sqrt(D // H))
+    q_cache, kv_cache, rows, last, q, k, v, att, att_drop, drop_cache, out_cache = cache
+    B, H, Tq, dh = q.shape
+    if dout.shape != (B, Tq, H * dh):
+        raise ValueError(
+            f"attention_backward: dout must have shape {(B, Tq, H * dh)}, got {dout.shape}"
+        )
+    scale = dout.dtype.type(1.0 / math.sqrt(dh))
 
     # forward: out = y @ out_w.T + out_b
-    dy, d_out_w, d_out_b = linear_backward(dout, out_cache)  # (B, Tq, D)
-    dkv = np.empty(kv.shape, dtype=dout.dtype)  # (B, T, 2D): [dk, dv]
-    if last is None:
-        dq = _attention_core_backward(dy, q, kv, att, att_drop, drop_cache, H, scale, dkv)
-    else:  # forward: y = _one_query_core(q, kv)
-        dq = np.empty_like(q)  # (B, 1, D)
-        _one_query_backward_kernel(np.ascontiguousarray(dy[:, 0]), q[:, 0], kv, att, att_drop,
-                                   _keep_or_empty(drop_cache), dout.dtype.type(drop_cache.scale),
-                                   scale, dq[:, 0], dkv)
+    dy, d_out_w, d_out_b = linear_backward(dout, out_cache)
+    dy = split_heads(dy, H)  # (B, H, T, dh)
+    # forward: y = att_drop @ v
+    dkv = np.empty((B, k.shape[2], 2 * H * dh), dtype=dout.dtype)  # (B, T, 2D): [dk, dv]
+    datt_drop = dy @ v.transpose(0, 1, 3, 2)  # (B, H, Tq, T)
+    _query_sum_product(att_drop, dy, out=split_heads(dkv[..., H * dh:], H))  # dv = att_drop^T dy
+    # forward: att_drop = dropout(att)
+    datt = np.ascontiguousarray(dropout_backward(datt_drop, drop_cache))  # (B, H, Tq, T)
+    # forward: att = softmax(scores) over the real keys
+    dscores = masked_softmax_backward(datt, att)  # (B, H, Tq, T)
+    # forward: scores = (q @ k^T) * scale
+    dscores *= scale
+    dq = dscores @ k  # (B, H, Tq, dh)
+    _query_sum_product(dscores, q, out=split_heads(dkv[..., : H * dh], H))  # dk = dscores^T q
 
-    # forward: [k, v] = x @ in_w[D:].T + in_b[D:]
+    # forward: [k, v] = x @ in_w[D:].T + in_b[D:], split into heads
     dx, d_kv_w, d_kv_b = keys_values_backward(dkv, kv_cache, rows)  # (B, T, D)
     # forward: q = select_queries(x, last) @ in_w[:D].T + in_b[:D]
-    dxq, d_q_w, d_q_b = linear_backward(dq, q_cache)  # (B, Tq, D)
+    dxq, d_q_w, d_q_b = linear_backward(merge_heads(dq), q_cache)  # (B, Tq, D)
     add_query_gradient(dx, dxq, last)
     d_in_w = np.concatenate([d_q_w, d_kv_w])  # (3D, D)
     d_in_b = np.concatenate([d_q_b, d_kv_b])  # (3D,)
     return dx, d_in_w, d_in_b, d_out_w, d_out_b
-
-
-def _attention_core_backward(dy, q, kv, att, att_drop, drop_cache, n_heads, scale, dkv):
-    """Backward of :func:`_attention_core`: ``dq`` (B, T, D), and ``[dk, dv]`` written into
-    ``dkv`` (B, T, 2D)."""
-    D = q.shape[2]
-    q, k, v = (split_heads(a, n_heads) for a in (q, kv[..., :D], kv[..., D:]))  # (B, H, T, dh)
-    dy = split_heads(dy, n_heads)  # (B, H, T, dh)
-    # forward: y = att_drop @ v
-    datt_drop = dy @ v.transpose(0, 1, 3, 2)  # (B, H, T, T)
-    np.matmul(att_drop.transpose(0, 1, 3, 2), dy, out=split_heads(dkv[..., D:], n_heads))
-    # forward: att_drop = dropout(att)
-    datt = np.ascontiguousarray(dropout_backward(datt_drop, drop_cache))  # (B, H, T, T)
-    # forward: att = softmax(scores) over the real keys
-    dscores = masked_softmax_backward(datt, att)  # (B, H, T, T)
-    # forward: scores = (q @ k^T) * scale
-    dscores *= scale
-    np.matmul(dscores.transpose(0, 1, 3, 2), q, out=split_heads(dkv[..., :D], n_heads))
-    return merge_heads(dscores @ k)  # (B, T, D)

@@ -3,8 +3,10 @@
 scores.
 
 With ``V`` in the tens of thousands the head dominates a training step. Its three matrix
-products (``S = h E^T``, ``dh = dS E``, ``dE = dS^T h``) go to BLAS as in the textbook op;
-what changes is the work around them:
+products go to BLAS as in the textbook op, in the other orientation: the scores are held as
+``S^T = E h^T`` (V, B), so that ``S^T`` and ``dE = (dS^T) h`` are products of row-major
+operands as they lie (BLAS is faster at them than at ``S = h E^T``, whose ``E^T`` is read
+across its rows), and ``dh = (dS^T)^T E`` reads ``dS^T`` transposed. What changes beside:
 
 - *no max pass.* The softmax is the same for any shift of a row, ``exp(s - c) / sum``; the
   textbook's shift by the row's max only keeps ``exp`` in range. So the scores are
@@ -16,8 +18,11 @@ what changes is the work around them:
   nothing folded into ``h`` before the product. Where NumPy's float32 ``exp2`` runs with
   the same SIMD as its ``exp`` it is the cheaper of the two; :func:`_fastest_exp` asks
   NumPy which it dispatches.
-- *every core.* The ``exp`` runs on row blocks shared among threads (NumPy's ufuncs release
-  the GIL): NumPy's ``exp`` is SIMD-vectorised, where a Numba loop gets a scalar ``exp``.
+- *every core, one pass.* The ``exp`` runs on blocks of items shared among threads (NumPy's
+  ufuncs release the GIL): NumPy's ``exp`` is SIMD-vectorised, where a Numba loop gets a
+  scalar ``exp``. Each block's column sums are taken while the block is still in cache,
+  and the blocks' sums are added in order, so the row sums need no second read of the
+  scores and do not depend on the thread count.
 - *no (B, V) array but the scores.* The probabilities are never normalised in memory
   (``P = U / total`` row by row, with ``U`` the exponentiated scores), so the ``1 / total``
   and the ``1 / B`` of the mean scale the small ``(B, D)`` operands of the backward
@@ -46,7 +51,7 @@ __all__ = ["SoftmaxCrossEntropyCache", "softmax_cross_entropy", "softmax_cross_e
 class SoftmaxCrossEntropyCache(NamedTuple):
     """What :func:`softmax_cross_entropy_backward` needs."""
 
-    exp_shifted: np.ndarray  # (B, V) U = exp(s - c), unnormalised probabilities (c per row)
+    exp_shifted_t: np.ndarray  # (V, B) U^T, U = exp(s - c) unnormalised probabilities (c per row)
     total: np.ndarray  # (B,) sum_v U_v, so that P = U / total
     targets: np.ndarray  # (B,) int, items in 1..V
     h: np.ndarray  # (B, D) session vectors
@@ -55,7 +60,7 @@ class SoftmaxCrossEntropyCache(NamedTuple):
     @property
     def probs(self) -> np.ndarray:
         """(B, V) the softmax over items 1..V (computed on demand, for readers)."""
-        return self.exp_shifted / self.total.astype(self.exp_shifted.dtype)[:, None]
+        return self.exp_shifted_t.T / self.total.astype(self.exp_shifted_t.dtype)[:, None]
 
 
 def _fastest_exp():
@@ -79,21 +84,30 @@ _EXP, _LN_BASE = _fastest_exp()  # e^s = _EXP(s / _LN_BASE)
 _SAFE_SUM = (2.0 ** -64, 2.0 ** 64)  # a row sum within these needs no shift by its max
 
 
-def _exp_rows(lo, hi, scores):
-    """Rows ``lo..hi-1`` of ``scores`` (already divided by ``_LN_BASE``) exponentiated in place.
+_BLOCK = 2048  # items per block of the exp pass: a block of U^T stays in cache for its sums
+
+
+def _exp_blocks(lo, hi, scores_t, sums):
+    """Blocks ``lo..hi-1`` of :data:`_BLOCK` rows of ``scores_t`` (V, B), already divided
+    by ``_LN_BASE``, exponentiated in place, and each block's column sums into its row of
+    ``sums`` (n_blocks, B).
 
     Overflow and underflow are expected here and handled by the caller (the rows whose sum
     leaves the safe range are computed again), so NumPy is told not to warn.
     """
     with np.errstate(over="ignore", under="ignore"):  # per thread: set in the worker
-        _EXP(scores[lo:hi], out=scores[lo:hi])
+        for i in range(lo, hi):
+            block = scores_t[i * _BLOCK:(i + 1) * _BLOCK]
+            _EXP(block, out=block)
+            np.add.reduce(block, axis=0, out=sums[i])
 
 
 _pool = None  # worker threads for _for_row_blocks, created on first use
 
 
 def _for_row_blocks(fn, n_rows, *args):
-    """``fn(lo, hi, *args)`` on contiguous row blocks, one per thread, and wait for all.
+    """``fn(lo, hi, *args)`` on contiguous ranges of ``0..n_rows-1``, one per thread, and
+    wait for all.
 
     NumPy's ufuncs release the GIL, so Python threads run them on all cores; each thread
     owns its rows, so the result is the same whatever the thread count. The count is
@@ -147,27 +161,26 @@ def softmax_cross_entropy(h: np.ndarray, E: np.ndarray, targets: np.ndarray):
     B = h.shape[0]
     rows = np.arange(B)
     to_base = h.dtype.type(1.0 / _LN_BASE)
-    exp_shifted = (h * to_base) @ E[1:].T  # (B, V) s / ln b, turned into U = e^s in place
-    target_score = exp_shifted[rows, targets - 1].astype(np.float64) * _LN_BASE  # (B,) s_target
-    _for_row_blocks(_exp_rows, B, exp_shifted)
-    # The row sums as one BLAS product U 1, cheaper than a NumPy sum per row block. Like
-    # the GEMMs, its rounding is the same from run to run but may differ in the last bit
-    # with another OPENBLAS_NUM_THREADS.
-    ones = np.ones(exp_shifted.shape[1], dtype=h.dtype)
-    total = exp_shifted @ ones  # (B,)
+    E1 = E[1:]  # (V, D) the candidates
+    exp_t = E1 @ (h * to_base).T  # (V, B) S^T / ln b, turned into U^T = e^S^T in place
+    target_score = exp_t[targets - 1, rows].astype(np.float64) * _LN_BASE  # (B,) s_target
+    n_blocks = -(-exp_t.shape[0] // _BLOCK)
+    sums = np.empty((n_blocks, B), dtype=h.dtype)  # (n_blocks, B) each block's column sums
+    _for_row_blocks(_exp_blocks, n_blocks, exp_t, sums)
+    total = np.add.reduce(sums, axis=0)  # (B,) the blocks' sums added in order
     shift = np.zeros(B)  # (B,) c, the shift of each row: U = exp(s - c)
     redo = ~((total >= _SAFE_SUM[0]) & (total <= _SAFE_SUM[1]))  # NaN is redone too
     if redo.any():  # the usual shift by the max, for the rows outside the safe range
-        again = (h[redo] * to_base) @ E[1:].T  # (R, V)
-        top = again.max(axis=1, keepdims=True)
+        again = E1 @ (h[redo] * to_base).T  # (V, R)
+        top = again.max(axis=0)  # (R,)
         again -= top
         _EXP(again, out=again)
-        exp_shifted[redo] = again
-        total[redo] = again @ ones  # each >= 1, the max's own term
-        shift[redo] = top[:, 0].astype(np.float64) * _LN_BASE
+        exp_t[:, redo] = again
+        total[redo] = again.sum(axis=0)  # each >= 1, the max's own term
+        shift[redo] = top.astype(np.float64) * _LN_BASE
     # loss_b = log sum_v e^(s_v) - s_target = log(total_b) + c_b - s_target
     loss = float(np.mean(np.log(total.astype(np.float64)) + shift - target_score))
-    return loss, SoftmaxCrossEntropyCache(exp_shifted, total, targets, h, E)
+    return loss, SoftmaxCrossEntropyCache(exp_t, total, targets, h, E)
 
 
 def softmax_cross_entropy_backward(dloss: float, cache: SoftmaxCrossEntropyCache):
@@ -199,18 +212,18 @@ def softmax_cross_entropy_backward(dloss: float, cache: SoftmaxCrossEntropyCache
     so the row scaling falls on the small ``(B, D)`` operands and the one-hot part touches
     ``B`` rows of the results.
     """
-    U, total, targets, h, E = cache
-    B = U.shape[0]
+    U_t, total, targets, h, E = cache  # U_t (V, B)
+    B = U_t.shape[1]
     # forward: loss = (1/B) sum_b [log sum_v exp(s_bv) - s_b,target], so
     # dloss/ds_bv = (p_bv - [v == target_b]) / B, times the upstream dloss
     scale = dloss / B
-    row_scale = (scale / total.astype(np.float64)).astype(U.dtype)[:, None]  # (B, 1) c_b
-    dh = U @ E[1:]  # (B, D), the dense part, then its row scaling and the one-hot part
+    row_scale = (scale / total.astype(np.float64)).astype(U_t.dtype)[:, None]  # (B, 1) c_b
+    dh = U_t.T @ E[1:]  # (B, D), the dense part, then its row scaling and the one-hot part
     dh *= row_scale
-    dh -= U.dtype.type(scale) * E[targets]
+    dh -= U_t.dtype.type(scale) * E[targets]
     dE = np.empty_like(E)  # (V + 1, D)
     dE[0] = 0.0  # padding is never a candidate
-    np.matmul(U.T, h * row_scale, out=dE[1:])
+    np.matmul(U_t, h * row_scale, out=dE[1:])
     # the one-hot part: rows of repeated targets accumulate (np.subtract.at, not -=)
-    np.subtract.at(dE, targets, U.dtype.type(scale) * h)
+    np.subtract.at(dE, targets, U_t.dtype.type(scale) * h)
     return dh, dE

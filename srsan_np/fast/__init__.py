@@ -2,7 +2,7 @@
 
 :mod:`srsan_np.ops` is the textbook: every op as docs/derivations.md derives it. This
 package computes the same losses and gradients faster, each shortcut an identity that
-makes it exact (docs/derivations.md, section 10), and each function tested against the
+makes it exact (docs/derivations.md, section 13), and each function tested against the
 textbook op it replaces (``tests/test_fast_paths.py``: float64, dropout off, equal to
 1e-10). It imports from ``ops`` what it shares; ``ops`` never imports from here.
 

@@ -30,7 +30,7 @@ across its rows), and ``dh = (dS^T)^T E`` reads ``dS^T`` transposed. What change
   target rows of the products' results rather than to ``dS`` (see
   :func:`softmax_cross_entropy_backward`).
 
-docs/derivations.md, section 10, derives each identity; ``tests/test_fast_paths.py`` holds
+docs/derivations.md, section 13, derives each identity; ``tests/test_fast_scoring.py`` holds
 this op to the textbook one; docs/performance.md has what each saves.
 """
 

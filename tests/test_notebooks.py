@@ -92,15 +92,8 @@ def test_notebook_runs(path, run_notebook):
         pytest.fail(error, pytrace=False)
 
 
-# Notebooks without a figure that survives a headless run yet; the marks go when they get one.
-NO_FIGURE_YET = {"03_embedding_and_scoring.ipynb", "04_layer_norm.ipynb",
-                 "06_encoder_and_model.ipynb", "09_numba_story.ipynb"}
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("path", [
-    pytest.param(p, marks=pytest.mark.xfail(strict=True, reason="figure added by the notebook work"))
-    if p.name in NO_FIGURE_YET else p for p in NOTEBOOKS], ids=[p.name for p in NOTEBOOKS])
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_notebook_keeps_a_figure(path, run_notebook):
     """Executed headless (MPLBACKEND=Agg, as CI and nbconvert --execute do), the notebook
     still has an image output: a figure shown with plt.show() alone is lost there."""

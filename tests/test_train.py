@@ -93,7 +93,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch
         return (float("nan") if calls["n"] > n_batches_per_epoch + 1 else loss), grads
 
     monkeypatch.setattr(model, "loss_and_grads", poisoned)
-    with pytest.raises(TrainingDiverged, match="epoch 1, batch 1.*last good checkpoint"):
+    with pytest.raises(TrainingDiverged, match="batch 1 .*at epoch 1; the last good state"):
         fit(data, cfg, TrainConfig(**TRAIN), tmp_path, log=lambda line: None)
     arrays, meta = load_checkpoint(tmp_path / "last.npz")
     assert meta["epoch"] == 0

@@ -31,12 +31,12 @@ from tqdm import tqdm
 from srsan_np import model
 from srsan_np.checkpoint import load_checkpoint, save_checkpoint, write_json
 from srsan_np.data import iterate_batches, make_batch, split_validation
-from srsan_np.errors import DataError
+from srsan_np.errors import DataError, TrainingDiverged
 from srsan_np.evaluate import evaluate
 from srsan_np.optim import Adam, step_lr
 
 __all__ = ["TrainConfig", "TrainingDiverged", "fit", "model_scorer", "load_run", "load_preset",
-           "preset_path", "check_resume"]
+           "preset_path", "check_resume", "run_configs"]
 
 
 @dataclass(frozen=True)
@@ -163,11 +163,6 @@ def load_preset(name):
     return json.loads(preset_path(name).read_text())
 
 
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN, infinite or orders of magnitude worse than a uniform guess, or
-    the weights or Adam's moments stopped being finite; the last good checkpoint is kept."""
-
-
 # A batch loss this many times a uniform guess's (ln V) is a run that has left the rails.
 DIVERGED_FACTOR = 100
 
@@ -209,7 +204,8 @@ def _epoch_rngs(seed, epoch):
     return np.random.default_rng([seed, epoch, 0]), np.random.default_rng([seed, epoch, 1])
 
 
-def _configs_json(model_config, train_config):
+def run_configs(model_config, train_config):
+    """The JSON of ``config.json``: what a resume must match."""
     return {"model": dataclasses.asdict(model_config), "train": dataclasses.asdict(train_config)}
 
 
@@ -263,7 +259,7 @@ def check_resume(run_dir, model_config, train_config):
         started = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as err:
         raise DataError(f"{path}: unreadable ({err})") from None
-    wanted = json.loads(json.dumps(_configs_json(model_config, train_config)))
+    wanted = json.loads(json.dumps(run_configs(model_config, train_config)))
     if started == wanted:
         return
     changed = []
@@ -332,7 +328,7 @@ def fit(dataset, model_config, train_config, run_dir=None, resume=False, log=pri
         train_set, valid_set = split_validation(dataset.train, tc.valid_fraction, tc.seed)
     else:
         train_set, valid_set = dataset.train, None
-    configs = _configs_json(model_config, tc)
+    configs = run_configs(model_config, tc)
 
     params = model.init_params(model_config, tc.seed)
     optimizer = Adam(params, lr=tc.lr, weight_decay=tc.l2)
@@ -436,7 +432,7 @@ def _fit_each_lr(dataset, model_config, tc, run_dir, resume, log):
     summary = {**runs[chosen], "selected_lr": chosen, "valid_by_lr": valid_by_lr,
                "selected_by": f"validation {tc.select}, over epochs and learning rates"}
     if run_dir is not None:
-        write_json(Path(run_dir) / "config.json", _configs_json(model_config, tc))
+        write_json(Path(run_dir) / "config.json", run_configs(model_config, tc))
         arrays, meta = load_checkpoint(Path(run_dir) / f"lr-{chosen:g}" / "best.npz")
         save_checkpoint(Path(run_dir) / "best.npz", arrays, meta)
         write_json(Path(run_dir) / "summary.json",

@@ -40,7 +40,8 @@ def _integer(low, high=INT64_MAX):
         except ValueError:
             raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
         if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{value} is outside {low}..{high}")
+            raise argparse.ArgumentTypeError(f"{value} is not >= {low}" if value < low else
+                                             f"{value} is beyond {high}")
         return value
     parse.__name__ = "integer"
     return parse

@@ -316,7 +316,8 @@ def _open_run(out, args, inputs, model_config, train_config, dataset, source):
     """
     from srsan_np.checkpoint import write_json
     from srsan_np.data.store import atomic_write_stream, fingerprint
-    from srsan_np.runs import check_target, clear_run, remove_leftovers, run_lock, write_marker
+    from srsan_np.runs import (MARKER, check_target, clear_run, remove_leftovers, run_lock,
+                               write_marker)
     from srsan_np.train import check_resume, run_configs
 
     check_target(out, "run", inputs, overwrite=True)  # only what is never replaced, before the lock
@@ -333,9 +334,9 @@ def _open_run(out, args, inputs, model_config, train_config, dataset, source):
             remove_leftovers(sub)
         if state == "own" and args.overwrite:
             clear_run(out)
-        if state == "new" or args.overwrite:
-            if args.resume:
-                print(f"nothing to resume in {out}: starting a new run")
+        if state == "new" and args.resume:
+            print(f"nothing to resume in {out}: starting a new run")
+        if not (out / MARKER).is_file():  # new, cleared, or a run from before markers
             write_marker(out, "run")
         write_json(out / "config.json", run_configs(model_config, train_config))
         write_json(out / "data.json", {**source, "fingerprint": fingerprint(dataset)})

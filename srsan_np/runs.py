@@ -160,12 +160,19 @@ def write_marker(directory, kind: str) -> None:
     atomic_write_bytes(Path(directory) / MARKER, (json.dumps({"kind": kind}) + "\n").encode())
 
 
+# What srsan-np wrote before it wrote markers: recognised by the full set of its files.
+_UNMARKED_LAYOUTS = {"run": ("config.json", "data.json", "last.npz"),
+                     "dataset": ("train.npz", "test.npz", "stats.json")}
+
+
 def marker_kind(directory):
-    """The kind in ``directory``'s marker, or None when there is no readable marker."""
+    """The kind in ``directory``'s marker (or of an unmarked srsan-np layout), else None."""
+    directory = Path(directory)
     try:
-        kind = json.loads((Path(directory) / MARKER).read_text(encoding="utf-8")).get("kind")
+        kind = json.loads((directory / MARKER).read_text(encoding="utf-8")).get("kind")
     except (OSError, ValueError, AttributeError):
-        return None
+        kind = next((k for k, names in _UNMARKED_LAYOUTS.items()
+                     if all((directory / n).is_file() for n in names)), None)
     return kind if isinstance(kind, str) else None
 
 

@@ -370,3 +370,12 @@ def test_ctrl_c_exits_130_with_the_resume_hint(cli, tiny_data, tmp_path):
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "interrupted" in err and "resume with --resume" in err
     assert (out / "last.npz").exists()
+
+
+def test_a_run_from_before_markers_still_resumes(cli, run, tiny_data):
+    (run / ".srsan-np").unlink()
+    proc = train(cli, run, tiny_data, "--resume")
+    assert proc.returncode == 0, proc.stderr
+    (run / ".srsan-np").unlink()
+    (run / "data.json").unlink()  # no longer the full layout: not recognised as a run
+    cli.error(train(cli, run, tiny_data, "--overwrite"), "not written by srsan-np")

@@ -331,10 +331,14 @@ def test_10_files_and_folders_follow_the_umask(cli, tiny_data, tmp_path, umask):
                            "--out", str(out), "--epochs", "1", *TINY_TRAIN],
                           env=cli.env(), capture_output=True, preexec_fn=lambda: os.umask(umask))
     assert proc.returncode == 0
-    proc = subprocess.run([sys.executable, "-m", "srsan_np", "generate", "--out", str(tmp_path / "g.csv")],
-                          env=cli.env(), capture_output=True, preexec_fn=lambda: os.umask(umask))
-    assert proc.returncode == 0
-    for path in [*out.iterdir(), out, tmp_path / "g.csv"]:
+    for args in (["generate", "--out", tmp_path / "g.csv"],
+                 ["preprocess", "--dataset", "diginetica", "--input", tmp_path / "g.csv", "--out",
+                  tmp_path / "prepared"]):
+        proc = subprocess.run([sys.executable, "-m", "srsan_np", *map(str, args)], env=cli.env(),
+                              capture_output=True, preexec_fn=lambda: os.umask(umask))
+        assert proc.returncode == 0
+    prepared = tmp_path / "prepared"
+    for path in [*out.iterdir(), out, tmp_path / "g.csv", *prepared.iterdir(), prepared]:
         mode = stat.S_IMODE(path.stat().st_mode)
         expected = (0o777 if path.is_dir() else 0o666) & ~umask
         assert mode == expected, (path, oct(mode))

@@ -295,7 +295,7 @@ def _train_configs(args, config_path, dataset):
         return model_config, train_config
 
     try:
-        build([])
+        configs = build([])
     except (TypeError, ValueError) as err:
         raise DataError(f"{config_path or 'the default configuration'}: {err}") from None
     for n, key in enumerate(given):
@@ -303,7 +303,7 @@ def _train_configs(args, config_path, dataset):
             configs = build(given[:n + 1])
         except (TypeError, ValueError) as err:
             raise DataError(f"argument --{key.replace('_', '-')}: {err}") from None
-    return configs if given else build([])
+    return configs
 
 
 @contextmanager
@@ -531,9 +531,10 @@ def _numba_cache_fallback() -> None:
 
     Numba caches beside the sources, else in the user's cache folder, and raises at import
     when it can write neither (a read-only install, no writable HOME). Then the cache goes
-    to a folder of the temporary directory, with one warning. ``NUMBA_CACHE_DIR``, when
-    set, is the user's choice and is kept. Set through ``numba.config``: no environment
-    variable changes.
+    to a folder of the temporary directory, or, if that cannot be written either, compiled
+    code is not cached at all; one warning either way. ``NUMBA_CACHE_DIR``, when set, is
+    the user's choice and is kept. Set through ``numba.config``: no environment variable
+    changes.
     """
     import numba
     if numba.config.CACHE_DIR:
@@ -552,11 +553,19 @@ def _numba_cache_fallback() -> None:
     beside = all(writable(d / "__pycache__") for d in {p.parent for p in package.rglob("*.py")})
     if beside or writable(AppDirs(appname="numba", appauthor=False).user_cache_dir):
         return
-    fallback = Path(tempfile.gettempdir()) / f"srsan-np-numba-cache-{os.getuid()}"
-    if writable(fallback):
+    try:
+        fallback = Path(tempfile.gettempdir()) / f"srsan-np-numba-cache-{os.getuid()}"
+    except OSError:  # no usable temporary folder at all
+        fallback = None
+    if fallback is not None and writable(fallback):
         numba.config.CACHE_DIR = str(fallback)
-        print(f"srsan-np: warning: cannot write Numba's cache beside the package or in the user "
-              f"cache folder; compiled code is cached in {fallback}", file=sys.stderr)
+        where = f"compiled code is cached in {fallback}"
+    else:
+        from numba.core.dispatcher import Dispatcher
+        Dispatcher.enable_caching = lambda self: None  # keeps Numba's NullCache: compile every run
+        where = "compiled code is not cached (each command compiles what it uses)"
+    print(f"srsan-np: warning: cannot write Numba's cache beside the package or in the user "
+          f"cache folder; {where}", file=sys.stderr)
 
 
 def main(argv=None) -> int:

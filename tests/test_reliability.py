@@ -262,8 +262,19 @@ def test_7_a_read_only_install_works_with_one_warning(cli, tiny_data, tmp_path):
             warnings = [line for line in proc.stderr.splitlines() if "warning" in line]
             assert len(warnings) == 1 and "Numba's cache" in warnings[0], proc.stderr
         assert list(tmp.glob("srsan-np-numba-cache-*"))
+        if os.getuid() != 0:
+            return  # a user cannot take away every temporary folder (as root: bind mounts)
+        # no writable temporary folder either: no cache at all, and still one warning
+        temporary = [tmp] + [Path(d) for d in ("/tmp", "/var/tmp", "/usr/tmp") if Path(d).is_dir()]
+        command = _read_only([sys.executable, "-m", "srsan_np", "stats", str(tiny_data)],
+                             [package, home, *temporary])
+        proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+        assert [line for line in proc.stderr.splitlines() if "warning" in line] == [
+            "srsan-np: warning: cannot write Numba's cache beside the package or in the user cache "
+            "folder; compiled code is not cached (each command compiles what it uses)"]
     finally:
-        for p in (package, *package.rglob("*"), home):
+        for p in (package, *package.rglob("*"), home, tmp, *tmp.rglob("*")):
             p.chmod(0o755)
 
 

@@ -239,9 +239,14 @@ def load_run(run_dir, which="best"):
     params = _prefixed(arrays, prefix)
     try:
         config = model.Config(**meta["config"]["model"])
-        meta["epoch"], meta["best"]["epoch"], tuple(meta["config"]["train"]["ks"])
+        missing = [key for key, value in (("epoch", meta.get("epoch")),
+                                          ("best", meta.get("best")),
+                                          ("config.train", meta["config"].get("train")))
+                   if value is None]
+        if missing:  # what evaluate and recommend read
+            raise KeyError(", ".join(missing))
         expected = model.init_params(config, 0)
-    except (KeyError, TypeError, ValueError) as err:
+    except (AttributeError, KeyError, TypeError, ValueError) as err:
         raise DataError(f"{path}: not a checkpoint of a training run ({type(err).__name__}: "
                         f"{err})") from None
     if {k: v.shape for k, v in params.items()} != {k: v.shape for k, v in expected.items()}:

@@ -12,7 +12,8 @@ import signal
 import tempfile
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+import pytest
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from srsan_np.cli import main
@@ -85,7 +86,12 @@ MODEL_KEYS = ["n_items", "hidden", "heads", "layers", "ff_mult", "dropout", "mod
               "max_len", "colour"]
 TRAIN_KEYS = ["epochs", "batch_size", "lr", "l2", "lr_dc", "lr_dc_step", "patience",
               "valid_fraction", "select", "ks", "seed", "speed"]
+# One field set to anything, the rest left to the defaults: reaches every field's check.
+ONE_FIELD = st.tuples(st.sampled_from([("model", k) for k in MODEL_KEYS] +
+                                      [("train", k) for k in TRAIN_KEYS]),
+                      JSON_VALUES).map(lambda kv: {kv[0][0]: {kv[0][1]: kv[1]}})
 CONFIGS = st.one_of(
+    ONE_FIELD, ONE_FIELD, ONE_FIELD,
     st.fixed_dictionaries({}, optional={
         "model": st.one_of(st.dictionaries(st.sampled_from(MODEL_KEYS), JSON_VALUES, max_size=3),
                            JSON_VALUES),
@@ -97,26 +103,50 @@ CONFIGS = st.one_of(
 
 @st.composite
 def train_argv(draw):
-    flags = draw(st.dictionaries(st.sampled_from(sorted(FLAGS)), st.none(), max_size=4))
+    flags = draw(st.one_of(st.just({}),
+                           st.dictionaries(st.sampled_from(sorted(FLAGS)), st.none(), max_size=4)))
     argv = []
     for flag in flags:
         argv += [flag, draw(FLAGS[flag])]
     argv += draw(st.lists(st.sampled_from(SWITCHES), max_size=2, unique=True))
-    return argv, draw(st.one_of(st.none(), CONFIGS))
+    return argv, draw(st.one_of(st.none(), CONFIGS))  # None: no config of its own
 
 
-@settings(max_examples=60, **SETTINGS)
+@settings(max_examples=50, **SETTINGS)
 @given(case=train_argv())
 def test_any_train_flags_and_config_exit_0_or_2(tiny_data, tmp_path, case):
     argv, config = case
     work = Path(tempfile.mkdtemp(dir=tmp_path))
-    if config is not None:
-        (work / "c.json").write_text(json.dumps(config))
-        argv += ["--config", work / "c.json"]
-    # short runs: at most two epochs unless a flag asks for an impossible number of them
+    # short runs: two epochs, unless the config file or a flag sets another (small) number
+    if config is None:
+        config = {"train": {"epochs": 2}}
+    elif isinstance(config, dict) and isinstance(config.get("train", {}), dict):
+        config.setdefault("train", {}).setdefault("epochs", 2)
+    else:
+        argv = ["--epochs", "2", *argv]
+    (work / "c.json").write_text(json.dumps(config))
     argv = ["train", "--data", tiny_data, "--out", work / "run", "--bootstrap", "0",
-            "--no-baselines", "--epochs", "2", *argv]
+            "--no-baselines", "--config", work / "c.json", *argv]
     _assert_clean(*_outcome(argv))
+
+
+WRONG = [None, True, 0, 1, -1, 3, 1.5, 1e308, float("nan"), float("inf"), "", "x", "sequence",
+         [], [1, 2], [1e-3, 1e-2], {}, {"a": 1}]
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # a huge lr overflows, then diverges: exit 2
+@settings(max_examples=150, **SETTINGS)
+@given(section_key=st.sampled_from([("model", k) for k in MODEL_KEYS] +
+                                   [("train", k) for k in TRAIN_KEYS]),
+       value=st.sampled_from(WRONG))
+def test_any_single_config_value_exits_0_or_2(tiny_data, tmp_path, section_key, value):
+    section, key = section_key
+    config = {"model": {}, "train": {"epochs": 1}}
+    config[section][key] = value
+    work = Path(tempfile.mkdtemp(dir=tmp_path))
+    (work / "c.json").write_text(json.dumps(config))
+    _assert_clean(*_outcome(["train", "--data", tiny_data, "--out", work / "run", "--bootstrap",
+                             "0", "--no-baselines", "--config", work / "c.json"]))
 
 
 # --------------------------------------------------------------------------- malformed logs
@@ -143,12 +173,31 @@ def _log(dataset, header, insert):
     return "".join(lines).encode("utf-8", errors="surrogateescape")
 
 
-LOGS = st.tuples(st.sampled_from(["diginetica", "yoochoose"]), st.one_of(st.none(), LINES),
-                 st.lists(st.tuples(st.integers(0, 1300), LINES), min_size=1, max_size=3))
+GOOD_ROW = {"diginetica": (";", ["7", "NA", "3", "12", "2016-01-05"]),
+            "yoochoose": (",", ["7", "2016-04-02T10:00:00.000Z", "3", "0"])}
 
 
-@settings(max_examples=60, **SETTINGS)
+@st.composite
+def logs(draw):
+    """``(dataset, header or None, [(position, line)])``: lines of loose pieces, or rows with
+    the right number of fields, each one a good value for its column or anything."""
+    dataset = draw(st.sampled_from(sorted(GOOD_ROW)))
+    delimiter, good = GOOD_ROW[dataset]
+    rows = st.tuples(*[st.one_of(st.just(g), PIECES) for g in good]).map(delimiter.join)
+    header = st.one_of(st.none(), st.none(), st.none(), LINES)
+    return (dataset, draw(header),
+            draw(st.lists(st.tuples(st.integers(0, 1300), st.one_of(LINES, rows, rows)),
+                          min_size=1, max_size=3)))
+
+
+LOGS = logs()
+
+
+@settings(max_examples=200, **SETTINGS)
 @given(case=LOGS)
+@example(case=("diginetica", None, [(50, "99999999999999999999;NA;3;12;2016-01-05")]))
+@example(case=("yoochoose", None, [(700, "7,2016-13-14T00:00:00Z,3,0")]))
+@example(case=("yoochoose", "\ufeff1,2016-04-02T10:00:00.000Z,3,0", [(0, "")]))
 def test_any_malformed_log_line_exits_0_or_2(tmp_path, case):
     dataset, header, insert = case
     work = Path(tempfile.mkdtemp(dir=tmp_path))

@@ -2,8 +2,10 @@
 
 A checkpoint is a single file so that it is either the old one or the new one, never half
 of each: it is written to a temporary file in the same directory, then
-renamed over the old one (``os.replace`` is atomic on POSIX). The JSON metadata travels
-inside the archive as a 0-d unicode array, so loading never needs pickle.
+renamed over the old one (``os.replace`` is atomic on POSIX; see ``srsan_np/runs.py``).
+The JSON metadata travels inside the archive as a 0-d unicode array, so loading never
+needs pickle. Whatever is in the file, loading it either succeeds or raises
+:class:`~srsan_np.errors.DataError` naming it.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from srsan_np.data.store import atomic_write_bytes, atomic_write_stream
+from srsan_np.errors import DataError
+from srsan_np.runs import atomic_write_bytes, atomic_write_stream
 
 __all__ = ["save_checkpoint", "load_checkpoint", "write_json"]
 
@@ -36,17 +39,19 @@ def save_checkpoint(path, arrays, meta):
 def load_checkpoint(path):
     """Load a checkpoint written by :func:`save_checkpoint`: ``(arrays, meta)``.
 
-    Raises ``ValueError`` naming the file when it is not such a checkpoint.
+    Raises ``DataError`` (a ``ValueError``) naming the file when it is not such a
+    checkpoint, ``FileNotFoundError`` when there is none.
     """
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files if name != _META}
             meta = json.loads(str(archive[_META])) if _META in archive.files else None
-    except FileNotFoundError:
+    except (FileNotFoundError, IsADirectoryError):
         raise
-    except Exception as err:  # a truncated zip, a pickle inside, ...
-        raise ValueError(f"{path}: not a readable srsan-np checkpoint ({err})") from err
-    if meta is None:
-        raise ValueError(f"{path}: not an srsan-np checkpoint (no {_META} entry)")
+    except Exception as err:  # a truncated zip, a pickle inside, unreadable, ...
+        raise DataError(f"{path}: not a readable srsan-np checkpoint ({type(err).__name__}: "
+                        f"{err})") from err
+    if not isinstance(meta, dict):
+        raise DataError(f"{path}: not an srsan-np checkpoint (no {_META} entry)")
     return arrays, meta

@@ -2,26 +2,58 @@
 
 Each subcommand is an ``_add_<name>(subparsers)`` function that declares its arguments and
 sets ``func`` to the function that runs it, so a new subcommand is one more such pair.
-Bad input (a malformed file, a missing dataset) ends with one line on stderr naming the
-file and line, and exit status 2; no traceback.
+
+Every failure a user can cause -- a malformed file, a bad flag, a directory srsan-np will
+not replace -- reaches them through :func:`main` as one line on stderr naming the file,
+line, flag or directory, and exit status 2; Ctrl-C is 130 with how to resume; anything
+else is a bug and keeps its traceback, labelled so (docs/cli.md, "Exit codes"). Nothing
+here imports a Numba-compiled module before :func:`main` has found Numba a cache it can
+write.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
+import traceback
+from contextlib import contextmanager
 from pathlib import Path
 
-from srsan_np.data.store import DataError
+import numpy as np
+
+from srsan_np.errors import DataError, TrainingDiverged
 
 EXIT_BAD_INPUT = 2
+EXIT_BUG = 1
+EXIT_INTERRUPTED = 130
+INT64_MAX = 2 ** 63 - 1
+
+
+def _integer(low, high=INT64_MAX):
+    """An argparse type: an integer in ``low..high``."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is not >= {low}" if value < low else
+                                             f"{value} is beyond {high}")
+        return value
+    parse.__name__ = "integer"
+    return parse
 
 
 # --------------------------------------------------------------------------- generate
 
 def _run_generate(args) -> int:
     from srsan_np.data.generate import write_preset
+    from srsan_np.runs import check_file_target, remove_leftovers
+    check_file_target(args.out, overwrite=args.overwrite)
+    remove_leftovers(args.out.resolve().parent)
     write_preset(args.preset, args.out, args.seed)
     print(f"wrote {args.out} (preset {args.preset}, seed {args.seed})")
     return 0
@@ -33,7 +65,8 @@ def _add_generate(sub) -> None:
                        description="Write a deterministic, generated click log in Diginetica's CSV format.")
     p.add_argument("--preset", choices=sorted(PRESETS), default="sample")
     p.add_argument("--out", type=Path, required=True, help="the CSV file to write")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    p.add_argument("--seed", type=_integer(0), default=0)
     p.set_defaults(func=_run_generate)
 
 
@@ -44,9 +77,12 @@ def _run_preprocess(args) -> int:
     from srsan_np.data.preprocess import preprocess
     from srsan_np.data.readers import READERS
     from srsan_np.data.store import atomic_directory, write_dataset_files
+    from srsan_np.runs import check_target, remove_leftovers
 
     if args.fraction is not None and args.dataset != "yoochoose":
         raise DataError("--fraction applies to --dataset yoochoose only")
+    check_target(args.out, "dataset", [args.input], overwrite=args.overwrite)
+    remove_leftovers(args.out.resolve().parent)
     prepared = preprocess(READERS[args.dataset](args.input), args.dataset, args.fraction)
     with atomic_directory(args.out) as tmp:
         write_dataset_files(prepared.dataset, tmp)
@@ -66,6 +102,8 @@ def _add_preprocess(sub) -> None:
                    help="the log's format (the SR-GNN sample file is diginetica)")
     p.add_argument("--input", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True, help="the dataset directory to write")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --out if it holds a dataset srsan-np prepared")
     p.add_argument("--fraction", type=int, choices=[4, 64],
                    help="yoochoose: keep the most recent 1/4 or 1/64 of the training examples")
     p.add_argument("--export-pickles", action="store_true",
@@ -111,7 +149,7 @@ def _add_data_args(p) -> None:
                      help="a raw click log, prepared on the fly (default: the built-in generated sample)")
     p.add_argument("--dataset", choices=["diginetica", "yoochoose"], default="diginetica",
                    help="the format of --input (default: diginetica)")
-    p.add_argument("--sample-seed", type=int,
+    p.add_argument("--sample-seed", type=_integer(0),
                    help="seed of the built-in generated sample (default: 0)")
 
 
@@ -130,12 +168,40 @@ def _load_data(args):
     return sample_dataset(seed), {"sample_seed": seed}
 
 
-def _reload_data(source):
-    """The dataset a run was trained on, from the description :func:`_load_data` gave."""
-    return _load_data(argparse.Namespace(
+def _run_data(run_dir):
+    """The dataset a run was trained on, as its ``data.json`` says, checked against the
+    fingerprint recorded there."""
+    path = run_dir / "data.json"
+    source = _read_json(path, f"is {run_dir} a training run directory?")
+    types = {"data": str, "input": str, "dataset": str, "sample_seed": int, "fingerprint": str}
+    if (not isinstance(source, dict) or not set(source) <= set(types)
+            or not all(isinstance(v, types[k]) for k, v in source.items())
+            or source.get("dataset", "diginetica") not in ("diginetica", "yoochoose")):
+        raise DataError(f"{path}: not the description of a run's data (keys: {', '.join(types)})")
+    dataset = _load_data(argparse.Namespace(
         data=Path(source["data"]) if "data" in source else None,
         input=Path(source["input"]) if "input" in source else None,
         dataset=source.get("dataset", "diginetica"), sample_seed=source.get("sample_seed", 0)))[0]
+    _check_fingerprint(dataset, source, f"{path}: the data it names")
+    return dataset
+
+
+def _read_json(path, hint):
+    try:
+        return json.loads(path.read_bytes().decode("utf-8-sig"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: missing ({hint})") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not UTF-8 text") from None
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}: line {err.lineno}: not valid JSON ({err.msg})") from None
+
+
+def _check_fingerprint(dataset, source, what):
+    from srsan_np.data.store import fingerprint
+    if "fingerprint" in source and fingerprint(dataset) != source["fingerprint"]:
+        raise DataError(f"{what} is not the data the run was trained on (its fingerprint "
+                        f"differs): the run's checkpoints do not apply to it")
 
 
 def _baseline_rows(dataset, ks):
@@ -182,47 +248,120 @@ def _config_path(args):
         raise DataError(f"{args.config}: no such config file, and {err}") from err
 
 
-def _run_train(args) -> int:
-    import dataclasses
-    from srsan_np.checkpoint import write_json
-    from srsan_np.evaluate import format_table
-    from srsan_np.model import Config
-    from srsan_np.train import TrainConfig, fit
-
-    config_path = _config_path(args)
-    try:
-        file_config = json.loads(config_path.read_text()) if config_path else {}
-    except json.JSONDecodeError as err:
-        raise DataError(f"{config_path}: not valid JSON ({err})") from err
-    unknown = sorted(set(file_config) - {"model", "train"})
+def _read_config(config_path):
+    """``{"model": {...}, "train": {...}}`` from ``config_path`` (None: both empty)."""
+    if config_path is None:
+        return {"model": {}, "train": {}}
+    config = _read_json(config_path, "no such config file")
+    if not isinstance(config, dict):
+        raise DataError(f"{config_path}: expected a JSON object {{\"model\": {{...}}, \"train\": {{...}}}}")
+    unknown = sorted(set(config) - {"model", "train"})
     if unknown:
         raise DataError(f"{config_path}: unknown sections {unknown} (expected 'model', 'train')")
+    for section in ("model", "train"):
+        if not isinstance(config.setdefault(section, {}), dict):
+            raise DataError(f"{config_path}: section {section!r} must be a JSON object")
+    return config
+
+
+def _train_configs(args, config_path, dataset):
+    """``(model.Config, TrainConfig)``: the file's values, then the flags on top.
+
+    A bad value is blamed on what set it: the file, else the first flag whose value makes
+    the configuration impossible.
+    """
+    import dataclasses
+    from srsan_np.model import Config
+    from srsan_np.train import TrainConfig
+
+    file_config = _read_config(config_path)
+    n_items = file_config["model"].get("n_items", 0)
+    if isinstance(n_items, bool) or not isinstance(n_items, int):
+        raise DataError(f"{config_path}: model.n_items must be an integer, got {n_items!r}")
     flags = vars(args)
     model_fields = {f.name for f in dataclasses.fields(Config)} - {"n_items"}
     train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    model_kw = {**file_config.get("model", {}),
-                **{k: flags[k] for k in model_fields if flags.get(k) is not None}}
-    train_kw = {**file_config.get("train", {}),
-                **{k: flags[k] for k in train_fields if flags.get(k) is not None}}
+    given = [k for k in sorted(model_fields | train_fields) if flags.get(k) is not None]
+    lengths = np.concatenate([dataset.train.lengths(), dataset.test.lengths()])
 
-    dataset, source = _load_data(args)
-    model_kw["n_items"] = max(dataset.n_items, model_kw.get("n_items", 0), args.n_items or 0)
-    try:
+    def build(keys):
+        model_kw = {**file_config["model"], **{k: flags[k] for k in keys if k in model_fields}}
+        train_kw = {**file_config["train"], **{k: flags[k] for k in keys if k in train_fields}}
+        model_kw["n_items"] = max(dataset.n_items, n_items, args.n_items or 0)
         model_config, train_config = Config(**model_kw), TrainConfig(**train_kw)
+        if model_config.positions and lengths.max() > model_config.max_len:
+            raise ValueError(f"max_len {model_config.max_len} is shorter than the longest "
+                             f"session prefix in the data ({lengths.max()} clicks)")
+        return model_config, train_config
+
+    try:
+        configs = build([])
     except (TypeError, ValueError) as err:
-        raise DataError(f"{config_path or 'flags'}: {err}") from err
+        raise DataError(f"{config_path or 'the default configuration'}: {err}") from None
+    for n, key in enumerate(given):
+        try:
+            configs = build(given[:n + 1])
+        except (TypeError, ValueError) as err:
+            raise DataError(f"argument --{key.replace('_', '-')}: {err}") from None
+    return configs
+
+
+@contextmanager
+def _open_run(out, args, inputs, model_config, train_config, dataset, source):
+    """Check, lock and prepare the run directory ``out``, and hold its lock for the block.
+
+    Everything that can refuse is checked before anything is written: that ``out`` is
+    srsan-np's (or new), holds no input, is not in use, and -- to resume -- that the run
+    was started with the same configuration on the same data.
+    """
+    from srsan_np.checkpoint import write_json
+    from srsan_np.data.store import atomic_write_stream, fingerprint
+    from srsan_np.runs import (MARKER, check_target, clear_run, remove_leftovers, run_lock,
+                               write_marker)
+    from srsan_np.train import check_resume, run_configs
+
+    check_target(out, "run", inputs, overwrite=True)  # only what is never replaced, before the lock
+    out.mkdir(parents=True, exist_ok=True)
+    with run_lock(out):
+        state = check_target(out, "run", inputs, overwrite=args.overwrite, resume=args.resume)
+        if state == "own" and args.resume:
+            check_resume(out, model_config, train_config)
+            if (out / "data.json").exists():
+                _check_fingerprint(dataset, _read_json(out / "data.json", ""),
+                                   f"--resume {out}: this data")
+        remove_leftovers(out)
+        for sub in out.glob("lr-*"):
+            remove_leftovers(sub)
+        if state == "own" and args.overwrite:
+            clear_run(out)
+        if state == "new" and args.resume:
+            print(f"nothing to resume in {out}: starting a new run")
+        if not (out / MARKER).is_file():  # new, cleared, or a run from before markers
+            write_marker(out, "run")
+        write_json(out / "config.json", run_configs(model_config, train_config))
+        write_json(out / "data.json", {**source, "fingerprint": fingerprint(dataset)})
+        if dataset.raw_ids is not None:  # so that `recommend --raw` can speak the log's ids
+            with atomic_write_stream(out / "raw_ids.npy") as f:
+                np.save(f, dataset.raw_ids)
+        yield
+
+
+def _run_train(args) -> int:
+    from srsan_np.evaluate import format_table
+    from srsan_np.train import PRESETS_DIR, fit
+
+    config_path = _config_path(args)
+    dataset, source = _load_data(args)
+    model_config, train_config = _train_configs(args, config_path, dataset)
     out = args.out or Path("runs") / f"{'sample' if 'sample_seed' in source else 'run'}-{model_config.mode}"
+    args.out = out  # for the interrupt message
     print(f"data: {source}  items {dataset.n_items}  train {len(dataset.train)}  test {len(dataset.test)}")
     print(f"config: {config_path or 'the original defaults'}, flags on top")
-    print(f"run directory: {out}")
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "data.json", source)
-    if dataset.raw_ids is not None:  # so that `recommend --raw` can speak the log's ids
-        import numpy as np
-        from srsan_np.data.store import atomic_write_stream
-        with atomic_write_stream(out / "raw_ids.npy") as f:
-            np.save(f, dataset.raw_ids)
-    summary = fit(dataset, model_config, train_config, out, resume=args.resume)
+    print(f"run directory: {out}", flush=True)
+    user_config = config_path if config_path and config_path.resolve().parent != PRESETS_DIR else None
+    with _open_run(out, args, [args.data, args.input, user_config], model_config, train_config,
+                   dataset, source):
+        summary = fit(dataset, model_config, train_config, out, resume=args.resume)
 
     ks = train_config.ks
     rows = {}
@@ -255,7 +394,11 @@ def _add_train(sub) -> None:
                    help='a JSON file {"model": {...}, "train": {...}} or a preset name '
                         '(sample: the default on the built-in sample)')
     p.add_argument("--out", type=Path, help="the run directory (default: runs/<data>-<mode>)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="continue the run in --out from its last checkpoint")
+    again.add_argument("--overwrite", action="store_true",
+                       help="replace the run in --out (only a run srsan-np wrote)")
     m = p.add_argument_group("model")
     m.add_argument("--mode", choices=["faithful", "sequence"])
     m.add_argument("--hidden", type=int)
@@ -282,7 +425,7 @@ def _add_train(sub) -> None:
     t.add_argument("--kernels", choices=["fast", "reference"],
                    help="the kernel set: fast (default) or the textbook ops (slower, same gradients)")
     p.add_argument("--no-baselines", action="store_true", help="do not print the baselines")
-    p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+    p.add_argument("--bootstrap", type=_integer(0), default=1000, metavar="N",
                    help="bootstrap resamples for the test uncertainty (0: none; default 1000)")
     p.set_defaults(func=_run_train)
 
@@ -295,8 +438,10 @@ def _run_evaluate(args) -> int:
 
     params, config, meta = load_run(args.run_dir, args.which)
     own_data = args.data or args.input or args.sample_seed is not None
-    dataset = _load_data(args)[0] if own_data else \
-        _reload_data(json.loads((args.run_dir / "data.json").read_text()))
+    dataset = _load_data(args)[0] if own_data else _run_data(args.run_dir)
+    if dataset.n_items > config.n_items:
+        raise DataError(f"{args.run_dir}: the model scores {config.n_items} items, the data has "
+                        f"{dataset.n_items}: not the data it was trained on")
     ks = tuple(meta["config"]["train"]["ks"])
     rows = {}
     rows["SR-SAN"], note = _model_rows(params, config, dataset, ks, args.bootstrap, args.kernels)
@@ -320,7 +465,7 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--baselines", action="store_true", help="also evaluate the baselines")
     p.add_argument("--kernels", choices=["fast", "reference"], default="fast",
                    help="the kernel set that scores: fast (default) or the textbook ops")
-    p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+    p.add_argument("--bootstrap", type=_integer(0), default=1000, metavar="N",
                    help="bootstrap resamples for the uncertainty (0: none; default 1000)")
     p.set_defaults(func=_run_evaluate)
 
@@ -345,8 +490,8 @@ def _add_recommend(sub) -> None:
                        description="Recommend the next items after the session ITEM ITEM ... "
                                    "(item ids as numbered by the preprocessing, oldest first).")
     p.add_argument("run_dir", type=Path)
-    p.add_argument("items", type=int, nargs="+", metavar="ITEM")
-    p.add_argument("-k", type=int, default=20)
+    p.add_argument("items", type=_integer(-INT64_MAX - 1), nargs="+", metavar="ITEM")
+    p.add_argument("-k", type=_integer(1), default=20)
     p.add_argument("--which", choices=["best", "last"], default="best")
     p.add_argument("--drop-unknown", action="store_true", help="ignore item ids the model does not know")
     p.add_argument("--raw", action="store_true",
@@ -528,11 +673,69 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _numba_cache_fallback() -> None:
+    """Give Numba a cache directory it can write, before any cached function is defined.
+
+    Numba caches beside the sources, else in the user's cache folder, and raises at import
+    when it can write neither (a read-only install, no writable HOME). Then the cache goes
+    to a folder of the temporary directory, or, if that cannot be written either, compiled
+    code is not cached at all; one warning either way. ``NUMBA_CACHE_DIR``, when set, is
+    the user's choice and is kept. Set through ``numba.config``: no environment variable
+    changes.
+    """
+    import numba
+    if numba.config.CACHE_DIR:
+        return
+    from numba.misc.appdirs import AppDirs
+
+    def writable(folder):
+        try:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                return True
+        except OSError:
+            return False
+
+    package = Path(__file__).resolve().parent
+    beside = all(writable(d / "__pycache__") for d in {p.parent for p in package.rglob("*.py")})
+    if beside or writable(AppDirs(appname="numba", appauthor=False).user_cache_dir):
+        return
+    try:
+        fallback = Path(tempfile.gettempdir()) / f"srsan-np-numba-cache-{os.getuid()}"
+    except OSError:  # no usable temporary folder at all
+        fallback = None
+    if fallback is not None and writable(fallback):
+        numba.config.CACHE_DIR = str(fallback)
+        where = f"compiled code is cached in {fallback}"
+    else:
+        from numba.core.dispatcher import Dispatcher
+        Dispatcher.enable_caching = lambda self: None  # keeps Numba's NullCache: compile every run
+        where = "compiled code is not cached (each command compiles what it uses)"
+    print(f"srsan-np: warning: cannot write Numba's cache beside the package or in the user "
+          f"cache folder; {where}", file=sys.stderr)
+
+
 def main(argv=None) -> int:
-    """Run the command line; return the exit status."""
+    """Run the command line; return the exit status (0, 2 bad input or refused, 130 interrupted)."""
+    _numba_cache_fallback()
     args = build_parser().parse_args(argv)
+    name = f"srsan-np {args.command}"
     try:
         return args.func(args)
-    except (DataError, OSError) as e:
-        print(f"srsan-np {args.command}: error: {e}", file=sys.stderr)
+    except (DataError, OSError, TrainingDiverged) as e:
+        print(f"{name}: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except MemoryError:
+        print(f"{name}: error: out of memory: the data or the model is too large for this "
+              f"machine", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        hint = (f"; the run keeps its last finished epoch: resume with --resume --out {args.out} "
+                f"(and the same flags)" if args.command == "train" else "")
+        print(f"\n{name}: interrupted{hint}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception:
+        traceback.print_exc()
+        print(f"{name}: internal error: this is a bug in srsan-np, not in your input; please "
+              f"report it with the traceback above", file=sys.stderr)
+        return EXIT_BUG

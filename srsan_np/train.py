@@ -34,11 +34,12 @@ from srsan_np import model
 from srsan_np.checkpoint import load_checkpoint, save_checkpoint, write_json
 from srsan_np.data import iterate_batches, make_batch, split_validation
 from srsan_np.diagnostics import Diagnostics
+from srsan_np.errors import DataError, TrainingDiverged
 from srsan_np.evaluate import evaluate
 from srsan_np.optim import step_lr
 
 __all__ = ["TrainConfig", "TrainingDiverged", "fit", "model_scorer", "load_run", "load_preset",
-           "preset_path"]
+           "preset_path", "check_resume", "run_configs"]
 
 
 @dataclass(frozen=True)
@@ -90,11 +91,13 @@ class TrainConfig:
     kernels: str = "fast"
 
     def __post_init__(self):
+        self._check_types()
         object.__setattr__(self, "ks", tuple(int(k) for k in self.ks))
         if isinstance(self.lr, (list, tuple)):
             rates = tuple(float(lr) for lr in self.lr)
             object.__setattr__(self, "lr", rates[0] if len(rates) == 1 else rates)
         checks = [
+            (self.seed >= 0, "seed must be >= 0"),
             (self.epochs >= 1, "epochs must be >= 1"),
             (self.batch_size >= 1, "batch_size must be >= 1"),
             (len(self.lrs) > 0 and min(self.lrs) > 0, "lr must be > 0 (or a list of them)"),
@@ -116,6 +119,29 @@ class TrainConfig:
         if name not in ("HR", "MRR", "NDCG") or not k.isdigit() or int(k) not in self.ks:
             raise ValueError(f"TrainConfig: select must be HR@K, MRR@K or NDCG@K with K in "
                              f"{self.ks}, got {self.select!r}")
+
+    def _check_types(self):
+        """Integers where a count is meant, finite numbers where a rate is (a JSON file may hold anything)."""
+        def whole(v):
+            return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+        def real(v):
+            return (isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+                    and math.isfinite(v))
+
+        for name in ("epochs", "batch_size", "lr_dc_step", "patience", "seed"):
+            if not whole(getattr(self, name)):
+                raise ValueError(f"TrainConfig: {name} must be an integer, got {getattr(self, name)!r}")
+        for name in ("l2", "lr_dc", "valid_fraction"):
+            if not real(getattr(self, name)):
+                raise ValueError(f"TrainConfig: {name} must be a finite number, got {getattr(self, name)!r}")
+        rates = self.lr if isinstance(self.lr, (list, tuple)) else [self.lr]
+        if not all(real(lr) for lr in rates):
+            raise ValueError(f"TrainConfig: lr must be a number or a list of numbers, got {self.lr!r}")
+        if not isinstance(self.ks, (list, tuple)) or not all(whole(k) for k in self.ks):
+            raise ValueError(f"TrainConfig: ks must be a list of integers, got {self.ks!r}")
+        if not isinstance(self.select, str):
+            raise ValueError(f"TrainConfig: select must be a string such as 'HR@20', got {self.select!r}")
 
     @property
     def lrs(self) -> tuple:
@@ -146,8 +172,25 @@ def load_preset(name):
     return json.loads(preset_path(name).read_text())
 
 
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
+# A batch loss this many times a uniform guess's (ln V) is a run that has left the rails.
+DIVERGED_FACTOR = 100
+
+
+def _diverged(loss, n_items):
+    return not math.isfinite(loss) or loss > DIVERGED_FACTOR * math.log(n_items + 1)
+
+
+def _state_finite(params, adam_state):
+    return all(np.isfinite(a).all() for a in (*params.values(), *adam_state.values())
+               if a.dtype.kind == "f")
+
+
+def _diverged_message(what, epoch, run_dir, history):
+    kept = (f"the last good state (epoch {history[-1]['epoch']}: weights and Adam's moments) is "
+            f"kept in {run_dir / 'last.npz'}" if run_dir is not None and history
+            else "no epoch had finished, so nothing was kept")
+    return (f"training diverged: {what} at epoch {epoch}; {kept}. Try a lower --lr (a tenth "
+            f"of this one) or a larger --batch-size, in a new run (--overwrite or another --out)")
 
 
 def model_scorer(params, config, sessions, kernels="fast"):
@@ -172,28 +215,93 @@ def _epoch_rngs(seed, epoch):
     return np.random.default_rng([seed, epoch, 0]), np.random.default_rng([seed, epoch, 1])
 
 
-def _configs_json(model_config, train_config):
+def run_configs(model_config, train_config):
+    """The JSON of ``config.json``: what a resume must match."""
     return {"model": dataclasses.asdict(model_config), "train": dataclasses.asdict(train_config)}
 
 
-def _param_arrays(params):
-    return {f"param/{name}": value for name, value in params.items()}
+def _param_arrays(params, prefix="param/"):
+    return {f"{prefix}{name}": value for name, value in params.items()}
+
+
+def _prefixed(arrays, prefix):
+    return {name[len(prefix):]: value for name, value in arrays.items() if name.startswith(prefix)}
 
 
 def load_run(run_dir, which="best"):
     """Weights and config of a run: ``(params, model.Config, meta)``.
 
-    ``which`` is ``"best"`` (the validation-selected epoch) or ``"last"``.
+    ``which`` is ``"best"`` (the validation-selected epoch) or ``"last"``. Both come from
+    ``last.npz`` when the run has one -- it carries the selected epoch's weights too, so
+    the pair is always consistent -- else from ``best.npz`` (the top of a run over several
+    learning rates). ``DataError`` names a checkpoint that is not one of a training run.
     """
     run_dir = Path(run_dir)
-    path = run_dir / f"{which}.npz"
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no checkpoint (is {run_dir} a training run directory?)")
-    arrays, meta = load_checkpoint(path)
-    config = model.Config(**meta["config"]["model"])
-    params = {name[len("param/"):]: value for name, value in arrays.items()
-              if name.startswith("param/")}
+    last = run_dir / "last.npz"
+    arrays, meta, path = None, None, last
+    if last.exists():
+        arrays, meta = load_checkpoint(last)
+    prefix = "param/" if which == "last" else "best/param/"
+    if not _prefixed(arrays or {}, prefix):
+        path, prefix = run_dir / f"{which}.npz", "param/"
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no checkpoint (is {run_dir} a training run directory?)")
+        arrays, meta = load_checkpoint(path)
+    params = _prefixed(arrays, prefix)
+    try:
+        config = model.Config(**meta["config"]["model"])
+        missing = [key for key, value in (("epoch", meta.get("epoch")),
+                                          ("best", meta.get("best")),
+                                          ("config.train", meta["config"].get("train")))
+                   if value is None]
+        if missing:  # what evaluate and recommend read
+            raise KeyError(", ".join(missing))
+        expected = model.init_params(config, 0)
+    except (AttributeError, KeyError, TypeError, ValueError) as err:
+        raise DataError(f"{path}: not a checkpoint of a training run ({type(err).__name__}: "
+                        f"{err})") from None
+    if {k: v.shape for k, v in params.items()} != {k: v.shape for k, v in expected.items()}:
+        raise DataError(f"{path}: its weights do not match its own model configuration")
     return params, config, meta
+
+
+def check_resume(run_dir, model_config, train_config):
+    """``DataError`` unless the run in ``run_dir`` was started with these configs (or has no
+    ``config.json`` yet): what a resume must check before it writes anything."""
+    path = Path(run_dir) / "config.json"
+    if not path.exists():
+        return
+    try:
+        started = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise DataError(f"{path}: unreadable ({err})") from None
+    wanted = json.loads(json.dumps(run_configs(model_config, train_config)))
+    if started == wanted:
+        return
+    changed = []
+    for section, fields in wanted.items():
+        before = started.get(section) if isinstance(started, dict) else None
+        before = before if isinstance(before, dict) else {}
+        changed += [f"{section}.{k} {before.get(k)!r} -> {v!r}" for k, v in fields.items()
+                    if before.get(k) != v]
+    raise DataError(f"{run_dir}: cannot resume: the run was started with other settings "
+                    f"({'; '.join(changed) or 'config.json differs'}); resume with the same "
+                    f"flags, or start again with --overwrite")
+
+
+def _export_best(run_dir, best_params, meta):
+    """``best.npz``: the selected epoch's weights, as a file of their own (``last.npz``
+    already holds them; this copy is for readers that want one file per epoch)."""
+    b = meta["best"]["epoch"]
+    save_checkpoint(run_dir / "best.npz", _param_arrays(best_params),
+                    {**meta, "epoch": b, "history": meta["history"][:b + 1]})
+
+
+def _best_exported(run_dir, meta):
+    try:
+        return load_checkpoint(run_dir / "best.npz")[1].get("epoch") == meta["best"]["epoch"]
+    except (OSError, ValueError):
+        return False
 
 
 def fit(dataset, model_config, train_config, run_dir=None, resume=False, log=print):
@@ -237,7 +345,7 @@ def fit(dataset, model_config, train_config, run_dir=None, resume=False, log=pri
         train_set, valid_set = split_validation(dataset.train, tc.valid_fraction, tc.seed)
     else:
         train_set, valid_set = dataset.train, None
-    configs = _configs_json(model_config, tc)
+    configs = run_configs(model_config, tc)
 
     params = model.init_params(model_config, tc.seed)
     optimizer = kernel_sets.get(tc.kernels).Adam(params, lr=tc.lr, weight_decay=tc.l2)
@@ -256,6 +364,8 @@ def fit(dataset, model_config, train_config, run_dir=None, resume=False, log=pri
                                        if k.startswith("adam/")})
             history, best, start = meta["history"], meta["best"], meta["epoch"] + 1
             best_params = load_run(run_dir)[0]
+            if not _best_exported(run_dir, meta):  # killed between last.npz and best.npz
+                _export_best(run_dir, best_params, meta)
             log(f"resumed from {run_dir / 'last.npz'} after epoch {meta['epoch']}")
         write_json(run_dir / "config.json", configs)
 
@@ -285,11 +395,10 @@ def fit(dataset, model_config, train_config, run_dir=None, resume=False, log=pri
         for i, batch in enumerate(bar):
             loss, grads = model.loss_and_grads(params, batch, model_config, dropout_rng,
                                                tc.kernels)
-            if not math.isfinite(loss):
-                kept = (f"the last good checkpoint is {run_dir / 'last.npz'}"
-                        if run_dir is not None and epoch > 0 else "no checkpoint was kept")
-                raise TrainingDiverged(f"loss became {loss} at epoch {epoch}, batch {i}; "
-                                       f"{kept}. Try a lower --lr.")
+            if _diverged(loss, model_config.n_items):
+                raise TrainingDiverged(_diverged_message(
+                    f"the loss reached {loss:.3g} in batch {i} (a uniform guess scores "
+                    f"{math.log(model_config.n_items):.2f})", epoch, run_dir, history))
             if diagnostics is not None:
                 diagnostics.before_step(epoch, i, loss, grads)
             optimizer.step(grads)
@@ -299,6 +408,10 @@ def fit(dataset, model_config, train_config, run_dir=None, resume=False, log=pri
             seen += len(batch.targets)
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
         bar.close()
+        adam_state = optimizer.state_dict()
+        if not _state_finite(params, adam_state):
+            raise TrainingDiverged(_diverged_message(
+                "the weights or Adam's moments overflowed", epoch, run_dir, history))
 
         valid = (evaluate(score_valid, valid_set, tc.batch_size, tc.ks)
                  if valid_set is not None else None)
@@ -315,10 +428,12 @@ def fit(dataset, model_config, train_config, run_dir=None, resume=False, log=pri
             diagnostics.end_epoch(epoch)
             meta = {"config": configs, "epoch": epoch, "history": history, "best": best,
                     "len_max": train_len_max}
-            adam = {f"adam/{k}": v for k, v in optimizer.state_dict().items()}
-            save_checkpoint(run_dir / "last.npz", {**_param_arrays(params), **adam}, meta)
+            adam = {f"adam/{k}": v for k, v in adam_state.items()}
+            # last.npz alone is the commit: it carries the selected weights too (see load_run).
+            save_checkpoint(run_dir / "last.npz", {**_param_arrays(params), **adam,
+                                                   **_param_arrays(best_params, "best/param/")}, meta)
             if improved:
-                save_checkpoint(run_dir / "best.npz", _param_arrays(params), meta)
+                _export_best(run_dir, best_params, meta)
 
         shown = f"valid {tc.select} {valid[tc.select]:.2f}  " if valid is not None else ""
         log(f"epoch {epoch:2d}  lr {optimizer.lr:.0e}  loss {record['train_loss']:.4f}  "
@@ -347,7 +462,7 @@ def _fit_each_lr(dataset, model_config, tc, run_dir, resume, log):
     summary = {**runs[chosen], "selected_lr": chosen, "valid_by_lr": valid_by_lr,
                "selected_by": f"validation {tc.select}, over epochs and learning rates"}
     if run_dir is not None:
-        write_json(Path(run_dir) / "config.json", _configs_json(model_config, tc))
+        write_json(Path(run_dir) / "config.json", run_configs(model_config, tc))
         arrays, meta = load_checkpoint(Path(run_dir) / f"lr-{chosen:g}" / "best.npz")
         save_checkpoint(Path(run_dir) / "best.npz", arrays, meta)
         write_json(Path(run_dir) / "summary.json",

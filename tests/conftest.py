@@ -1,4 +1,5 @@
-"""Shared fixtures: the real SR-GNN sample file beside the checkout (tests skip without it).
+"""Shared fixtures: the real SR-GNN sample file beside the checkout (tests skip without it),
+the command line run in a subprocess, and a tiny dataset to train on in about a second.
 
 The tests run with the thread settings the command line uses (``configure_threads``, before
 NumPy is imported where pytest has not imported it already), so that training in a test
@@ -9,6 +10,9 @@ from srsan_np.runtime import configure_threads
 
 configure_threads()
 
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -22,3 +26,62 @@ def real_sample_csv() -> Path:
     if not path.is_file():
         pytest.skip(f"{path} not present")
     return path
+
+
+# --------------------------------------------------------------------------- the CLI in a subprocess
+
+ROOT = Path(__file__).resolve().parents[1]  # the tree under test, also in CI's fresh clone
+
+
+class Cli:
+    """``cli(*args)`` runs ``python -m srsan_np ARGS`` on this tree; ``cli.error(proc, ...)``
+    asserts exit 2 and one error line, no traceback, holding every fragment."""
+
+    @staticmethod
+    def env(**changes):
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "TQDM_DISABLE": "1", "PYTHONUNBUFFERED": "1"}
+        env.update(changes)
+        return {k: v for k, v in env.items() if v is not None}
+
+    def __call__(self, *args, env=None, **kw):
+        return subprocess.run([sys.executable, "-m", "srsan_np", *map(str, args)],
+                              capture_output=True, text=True, env=self.env(**(env or {})),
+                              timeout=300, **kw)
+
+    @staticmethod
+    def error(proc, *fragments, status=2):
+        assert proc.returncode == status, (proc.returncode, proc.stdout[-2000:], proc.stderr)
+        assert "Traceback" not in proc.stderr, proc.stderr
+        line = proc.stderr.strip().splitlines()[-1]
+        assert line.startswith("srsan-np ") and ": error: " in line, proc.stderr
+        for fragment in fragments:
+            assert fragment in line, (fragment, line)
+        return line
+
+
+@pytest.fixture(scope="session")
+def cli():
+    return Cli()
+
+
+TINY_TRAIN = ["--hidden", "8", "--heads", "2", "--batch-size", "32", "--valid-fraction", "0",
+              "--no-baselines", "--bootstrap", "0"]
+
+
+@pytest.fixture(scope="session")
+def tiny_log(tmp_path_factory) -> Path:
+    """A generated Diginetica log of 300 sessions (about 300 training examples, 60 items)."""
+    from srsan_np.data.generate import preset_config, scaled, write_diginetica_csv
+    path = tmp_path_factory.mktemp("tiny") / "tiny.csv"
+    write_diginetica_csv(scaled(preset_config("sample"), 300), path, 0)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tiny_log) -> Path:
+    """``tiny_log`` prepared: a dataset directory (do not modify it; copy it)."""
+    from srsan_np.data import preprocess, save_dataset
+    from srsan_np.data.readers import read_diginetica
+    out = tiny_log.parent / "data"
+    save_dataset(preprocess(read_diginetica(tiny_log), "diginetica").dataset, out)
+    return out

@@ -43,7 +43,7 @@ def test_cli_generate_preprocess_stats(tmp_path, capsys):
     assert main(["generate", "--preset", "sample", "--out", str(csv), "--seed", "0"]) == 0
     assert main(["preprocess", "--dataset", "diginetica", "--input", str(csv), "--out", str(out),
                  "--export-pickles"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["pickles", "raw_ids.npy", "stats.json", "test.npz",
+    assert sorted(p.name for p in out.iterdir()) == [".srsan-np", "pickles", "raw_ids.npy", "stats.json", "test.npz",
                                                       "train.npz"]
     assert load_dataset(out).train.to_lists() == sample_dataset().train.to_lists()
     capsys.readouterr()

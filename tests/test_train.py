@@ -80,20 +80,28 @@ def test_resume_refuses_another_config(tmp_path):
             log=lambda line: None)
 
 
+def _tamper_after(monkeypatch, n_calls, change):
+    """``model.loss_and_grads`` returns ``change(loss, grads)`` after its first ``n_calls``."""
+    real = model.loss_and_grads
+    calls = {"n": 0}
+
+    def tampered(params, batch, config, rng, kernels="fast"):
+        calls["n"] += 1
+        loss, grads = real(params, batch, config, rng, kernels)
+        return change(loss, grads) if calls["n"] > n_calls else (loss, grads)
+
+    monkeypatch.setattr(model, "loss_and_grads", tampered)
+
+
+def _batches_per_epoch():
+    return int(np.ceil(len(tiny_dataset().train) * (1 - TRAIN["valid_fraction"]) / TRAIN["batch_size"]))
+
+
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     data = tiny_dataset()
     cfg = model.Config(n_items=data.n_items, **CONFIG)
-    real = model.loss_and_grads
-    calls = {"n": 0}
-    n_batches_per_epoch = int(np.ceil(len(data.train) * 0.8 / TRAIN["batch_size"]))
-
-    def poisoned(params, batch, config, rng, kernels="fast"):
-        calls["n"] += 1
-        loss, grads = real(params, batch, config, rng, kernels)
-        return (float("nan") if calls["n"] > n_batches_per_epoch + 1 else loss), grads
-
-    monkeypatch.setattr(model, "loss_and_grads", poisoned)
-    with pytest.raises(TrainingDiverged, match="epoch 1, batch 1.*last good checkpoint"):
+    _tamper_after(monkeypatch, _batches_per_epoch() + 1, lambda loss, grads: (float("nan"), grads))
+    with pytest.raises(TrainingDiverged, match="batch 1 .*at epoch 1; the last good state"):
         fit(data, cfg, TrainConfig(**TRAIN), tmp_path, log=lambda line: None)
     arrays, meta = load_checkpoint(tmp_path / "last.npz")
     assert meta["epoch"] == 0
@@ -258,3 +266,17 @@ def test_both_kernel_sets_train_alike(mode):
     np.testing.assert_allclose(losses[1], losses[0], rtol=1e-4)
     with pytest.raises(ValueError, match="kernels must be one of"):
         TrainConfig(kernels="quick")
+
+
+def test_overflowing_adam_moments_stop_and_keep_a_finite_state(tmp_path, monkeypatch):
+    """A finite loss whose gradients overflow Adam's second moment (float32 g**2 = inf):
+    the epoch is not saved, and the kept state resumes without inf in Adam's ``v``."""
+    data = tiny_dataset()
+    cfg = model.Config(n_items=data.n_items, **CONFIG)
+    _tamper_after(monkeypatch, _batches_per_epoch(), lambda loss, grads: (
+        loss, {name: g * np.float32(1e30) for name, g in grads.items()}))
+    with pytest.raises(TrainingDiverged, match="overflowed at epoch 1; the last good state"):
+        fit(data, cfg, TrainConfig(**TRAIN), tmp_path, log=lambda line: None)
+    arrays, meta = load_checkpoint(tmp_path / "last.npz")
+    assert meta["epoch"] == 0
+    assert all(np.isfinite(a).all() for a in arrays.values())

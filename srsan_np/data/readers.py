@@ -108,16 +108,22 @@ def _blocks(f, first_line: int):
 
 # --------------------------------------------------------------------------- conversions
 
+def _shown(value: bytes, limit: int = 60) -> str:
+    """A field or line as a message quotes it: decoded, and cut short."""
+    text = value.decode(errors="replace")
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
 def _to_int(column: list, name: str, lines: np.ndarray, where: str) -> np.ndarray:
     try:
         return np.array(column).astype(np.int64)
     except (ValueError, OverflowError):
         for value, line in zip(column, lines):
             try:
-                int(value)
+                np.array([value]).astype(np.int64)
             except (ValueError, OverflowError):
-                raise DataError(f"{where}: line {line}: {name} {value.decode(errors='replace')!r} "
-                                f"is not an integer") from None
+                raise DataError(f"{where}: line {line}: {name} {_shown(value)} is not an "
+                                f"integer in the int64 range") from None
         raise
 
 
@@ -136,49 +142,89 @@ def _to_day(column: list, name: str, lines: np.ndarray, where: str, cache: dict)
                 cache[v] = _day_seconds(v.decode())
             except (ValueError, UnicodeDecodeError):
                 raise DataError(f"{where}: line {lines[first[k]]}: {name} "
-                                f"{v.decode(errors='replace')!r} is not a date YYYY-MM-DD") from None
+                                f"{_shown(v)} is not a date YYYY-MM-DD") from None
         seconds[k] = cache[v]
     return seconds[inverse.reshape(-1)]
 
 
 _DIGITS = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18]
+_MONTH_DAYS = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+
+
+def _days_from_civil(y, m, d):
+    """Days since 1970-01-01 of the proleptic Gregorian dates ``y-m-d`` (Hinnant's algorithm)."""
+    y = y - (m <= 2)
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (m + np.where(m > 2, -3, 9)) + 2) // 5 + d - 1
+    return era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
 
 
 def _to_timestamp(column: list, name: str, lines: np.ndarray, where: str) -> np.ndarray:
-    """``YYYY-MM-DDTHH:MM:SS...`` -> UTC seconds; like the original, only the first 19 characters count."""
+    """``YYYY-MM-DDTHH:MM:SS...`` -> UTC seconds; like the original, only the first 19 characters count.
+
+    Every field is range-checked here and the seconds computed by integer arithmetic:
+    NumPy's own ``datetime64`` parser is never handed a string (on some impossible
+    dates in large arrays it crashed the process).
+    """
     text = np.array(column).astype("S19")
     chars = text.view(np.uint8).reshape(len(text), 19)
+    digits = chars.astype(np.int64) - ord("0")
     shape_ok = ((chars[:, [4, 7]] == ord("-")).all(1) & (chars[:, 10] == ord("T"))
                 & (chars[:, [13, 16]] == ord(":")).all(1)
-                & ((chars[:, _DIGITS] >= ord("0")) & (chars[:, _DIGITS] <= ord("9"))).all(1))
-    bad = np.flatnonzero(~shape_ok)
+                & ((digits[:, _DIGITS] >= 0) & (digits[:, _DIGITS] <= 9)).all(1))
+
+    def number(a, b):
+        return (digits[:, a:b] * 10 ** np.arange(b - a - 1, -1, -1)).sum(1)
+
+    year, month, day = number(0, 4), number(5, 7), number(8, 10)
+    hour, minute, second = number(11, 13), number(14, 16), number(17, 19)
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    month_ok = (month >= 1) & (month <= 12)
+    month_days = _MONTH_DAYS[np.where(month_ok, month, 0)] + (leap & (month == 2))
+    ok = (shape_ok & month_ok & (day >= 1) & (day <= month_days)
+          & (hour < 24) & (minute < 60) & (second < 60))
+    bad = np.flatnonzero(~ok)
     if len(bad) == 0:
-        try:
-            return text.astype("datetime64[s]").astype(np.int64)
-        except ValueError:  # well shaped but impossible, e.g. month 13
-            for k, v in enumerate(text):
-                try:
-                    np.datetime64(v.decode(), "s")
-                except ValueError:
-                    bad = np.array([k])
-                    break
+        return (_days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second)
     k = bad[0]
-    raise DataError(f"{where}: line {lines[k]}: {name} {column[k].decode(errors='replace')!r} "
+    raise DataError(f"{where}: line {lines[k]}: {name} {_shown(column[k])} "
                     f"is not a timestamp YYYY-MM-DDTHH:MM:SS")
 
 
 # --------------------------------------------------------------------------- readers
 
+_BOM = b"\xef\xbb\xbf"
+
+
 def _open_with_header(path):
+    """``(path, file, first line, offset of the first line)``, or DataError for a file that
+    is missing, empty, compressed or not text. A UTF-8 byte-order mark is skipped."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     f = open(path, "rb")
-    header = f.readline()
+    header = f.readline(1 << 16)
+    start = len(_BOM) if header.startswith(_BOM) else 0
+    header = header[start:]
+    problem = None
     if not header.strip():
+        problem = "empty file (no header, no click rows)"
+    elif header.startswith(b"\x1f\x8b"):
+        problem = "gzip-compressed: decompress it first (gunzip)"
+    elif header.startswith((b"PK\x03\x04", b"BZh", b"\xfd7zXZ")):
+        problem = "an archive or compressed file: extract the click log first"
+    elif b"\x00" in header or not header.endswith(b"\n") and len(header) == 1 << 16:
+        problem = "not a text click log (binary data, or a first line longer than 64 KB)"
+    else:
+        try:
+            header.decode("utf-8")
+        except UnicodeDecodeError:
+            problem = "line 1: not UTF-8 text"
+    if problem:
         f.close()
-        raise DataError(f"{path}: empty file (no header, no click rows)")
-    return path, f, header
+        raise DataError(f"{path}: {problem}")
+    return path, f, header, start
 
 
 def _find_columns(names: list[str], wanted: dict, where: str) -> dict:
@@ -187,7 +233,8 @@ def _find_columns(names: list[str], wanted: dict, where: str) -> dict:
         hits = [names.index(a) for a in aliases if a in names]
         if not hits:
             raise DataError(f"{where}: line 1: missing column {aliases[0]!r} "
-                            f"(also accepted: {', '.join(aliases[1:]) or 'none'}); header is {names}")
+                            f"(also accepted: {', '.join(aliases[1:]) or 'none'}); header is "
+                            f"{_shown(';'.join(names).encode(), 200)}")
         found[key] = hits[0]
     return found
 
@@ -208,7 +255,7 @@ def _read(path, f, first_line, delimiter, n_fields, columns, convert):
 
 def read_diginetica(path) -> Clicks:
     """Read Diginetica's ``train-item-views.csv`` (or the SR-GNN sample of it)."""
-    path, f, header = _open_with_header(path)
+    path, f, header, _ = _open_with_header(path)
     with f:
         names = header.decode(errors="replace").strip().split(";")
         wanted = {"session": ("sessionId", "session_id"), "item": ("itemId", "item_id"),
@@ -228,12 +275,12 @@ def read_diginetica(path) -> Clicks:
 
 def read_yoochoose(path) -> Clicks:
     """Read Yoochoose's ``yoochoose-clicks.dat`` (header optional)."""
-    path, f, first = _open_with_header(path)
+    path, f, first, start = _open_with_header(path)
     with f:
         names = first.decode(errors="replace").strip().split(",")
         if names[0].strip().lstrip("+-").isdigit():
             # No header (the real file): positional columns, and the first line is data.
-            f.seek(0)
+            f.seek(start)
             first_line, n_fields = 1, len(names)
             columns = {"session": 0, "timestamp": 1, "item": 2}
             if n_fields < 3:

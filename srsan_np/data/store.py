@@ -7,16 +7,14 @@ items[offsets[i]:offsets[i + 1]]``. Nothing is padded on disk; padding happens p
 (see ``batching.py``).
 
 A directory written by :func:`save_dataset` holds ``train.npz``, ``test.npz`` (arrays
-``items``, ``offsets``, ``targets``, ``n_items``) and ``stats.json``.
+``items``, ``offsets``, ``targets``, ``n_items``), ``stats.json`` and the marker
+``.srsan-np`` that says srsan-np wrote it (see ``srsan_np/runs.py``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
-import shutil
-import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -24,9 +22,8 @@ from typing import Optional
 import numpy as np
 from numba import njit
 
-
-class DataError(ValueError):
-    """Bad input data; the message names the file and line (or the reason)."""
+from srsan_np.errors import DataError
+from srsan_np.runs import atomic_directory, atomic_write_stream, write_marker  # noqa: F401 (re-exported)
 
 
 @dataclass(frozen=True)
@@ -147,53 +144,6 @@ class Dataset:
     raw_ids: Optional[np.ndarray] = None
 
 
-# --------------------------------------------------------------------------- atomic writes
-
-@contextmanager
-def atomic_write_stream(path):
-    """Yield a binary file that becomes ``path`` (via ``os.replace``) only if the block succeeds."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_bytes(path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same directory and ``os.replace``."""
-    with atomic_write_stream(path) as f:
-        f.write(data)
-
-
-@contextmanager
-def atomic_directory(directory):
-    """Yield a temporary directory that replaces ``directory`` only if the block succeeds.
-
-    The temporary directory is a sibling of ``directory`` (same file system, so the final
-    rename is atomic). On any error it is removed, so no half-written output is left behind.
-    An existing ``directory`` is replaced only after the new one is complete.
-    """
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
-    try:
-        yield tmp
-        if directory.exists():
-            old = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".old"))
-            os.replace(directory, old / "d")
-            os.replace(tmp, directory)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
 # --------------------------------------------------------------------------- .npz store
 
 def _write_split(path: Path, sessions: Sessions, n_items: int) -> None:
@@ -214,6 +164,7 @@ def write_dataset_files(dataset: Dataset, directory) -> None:
         np.save(directory / "raw_ids.npy", dataset.raw_ids)
     stats = dict(dataset.stats, n_items=int(dataset.n_items))
     (directory / "stats.json").write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n")
+    write_marker(directory, "dataset")
 
 
 def save_dataset(dataset: Dataset, directory) -> None:
@@ -230,8 +181,10 @@ def _read_split(path: Path) -> tuple[Sessions, int]:
         with np.load(path, allow_pickle=False) as z:
             sessions = Sessions(z["items"], z["offsets"], z["targets"])
             n_items = int(z["n_items"])
-    except (KeyError, ValueError, OSError) as e:
-        raise DataError(f"{path}: not a prepared split ({e})") from None
+    except Exception as e:  # a truncated zip, a missing array, a wrong shape, ...
+        raise DataError(f"{path}: not a prepared split ({type(e).__name__}: {e})") from None
+    if len(sessions) == 0:
+        raise DataError(f"{path}: no examples")
     if len(sessions.items) and (sessions.items.min() < 1 or sessions.items.max() > n_items):
         raise DataError(f"{path}: item ids outside 1..{n_items}")
     if len(sessions) and (sessions.targets.min() < 1 or sessions.targets.max() > n_items):
@@ -250,10 +203,23 @@ def load_dataset(directory) -> Dataset:
         raise DataError(f"{directory}: train.npz says {n_items} items, test.npz {n_items_test}")
     stats_path = directory / "stats.json"
     try:
-        stats = json.loads(stats_path.read_text()) if stats_path.is_file() else {}
+        stats = json.loads(stats_path.read_text(encoding="utf-8")) if stats_path.is_file() else {}
     except json.JSONDecodeError as e:
         raise DataError(f"{stats_path}: line {e.lineno}: not JSON ({e.msg})") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{stats_path}: not UTF-8 text") from None
+    if not isinstance(stats, dict):
+        raise DataError(f"{stats_path}: expected a JSON object, found {type(stats).__name__}")
     return Dataset(train, test, n_items, stats, load_raw_ids(directory / "raw_ids.npy", n_items))
+
+
+def fingerprint(dataset: Dataset) -> str:
+    """A SHA-256 of the examples and the item count: the same data, the same string."""
+    h = hashlib.sha256(str(int(dataset.n_items)).encode())
+    for split in (dataset.train, dataset.test):
+        for array in (split.items, split.offsets, split.targets):
+            h.update(np.ascontiguousarray(array).tobytes())
+    return h.hexdigest()
 
 
 def load_raw_ids(path, n_items=None):
@@ -263,8 +229,8 @@ def load_raw_ids(path, n_items=None):
         return None
     try:
         raw_ids = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as e:
-        raise DataError(f"{path}: not a raw-id array ({e})") from None
+    except Exception as e:  # a truncated or foreign file
+        raise DataError(f"{path}: not a raw-id array ({type(e).__name__}: {e})") from None
     expected = (n_items + 1,) if n_items is not None else (len(raw_ids),)
     if raw_ids.ndim != 1 or raw_ids.shape != expected or raw_ids.dtype.kind not in "iu":
         raise DataError(f"{path}: expected {expected[0]} integer ids, got {raw_ids.dtype}{raw_ids.shape}")

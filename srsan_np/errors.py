@@ -1,0 +1,11 @@
+"""The errors a user can cause (kept free of NumPy and Numba so that the CLI can name them
+before anything compiled is imported)."""
+
+
+class DataError(ValueError):
+    """Bad input: a file, line, flag or directory; the message names it."""
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN, infinite or orders of magnitude worse than a uniform guess, or
+    the weights or Adam's moments stopped being finite; the last good checkpoint is kept."""

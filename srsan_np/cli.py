@@ -551,7 +551,7 @@ def _plot_targets(out, names):
     if foreign:
         raise DataError(f"--out {out}: {foreign[0]} exists and was not written by srsan-np "
                         "plot; choose another --out")
-    from srsan_np.data.store import atomic_write_bytes
+    from srsan_np.runs import atomic_write_bytes
     atomic_write_bytes(manifest, "".join(f"{n}\n" for n in sorted(ours | set(names))).encode())
 
 
@@ -603,7 +603,7 @@ def _attention_figures(run):
                   run / "data.json")
     try:
         params, config, _ = load_run(run, "best")
-        dataset = _reload_data(_json_file(source))
+        dataset = _run_data(source.parent)
     except (DataError, OSError, ValueError) as err:
         print(f"no attention maps: {err}", file=sys.stderr)
         return {}

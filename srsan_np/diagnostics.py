@@ -35,7 +35,7 @@ import numpy as np
 
 from srsan_np import model
 from srsan_np.data import make_batch
-from srsan_np.data.store import atomic_write_bytes
+from srsan_np.runs import atomic_write_bytes
 
 __all__ = ["Diagnostics", "attention_statistics", "load_diagnostics", "FILE_NAME"]
 
@@ -46,7 +46,8 @@ BETA = 0.98  # the loss's moving average: about the last 50 steps
 
 def _norm(a) -> float:
     a = a.reshape(-1)
-    return float(np.sqrt(np.dot(a, a)))  # one BLAS pass, no temporary as a * a would make
+    with np.errstate(over="ignore"):  # an overflowing gradient's norm is inf: recorded as such
+        return float(np.sqrt(np.dot(a, a)))  # one BLAS pass, no temporary as a * a would make
 
 
 def _short(x) -> float:

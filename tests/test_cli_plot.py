@@ -130,8 +130,9 @@ def test_a_log_file_holds_one_line_per_epoch(tmp_path):
     assert len(lines) < 20
 
 
-def _on_a_terminal(tmp_path, env):
-    """``srsan-np train`` with stdout and stderr on a pseudo-terminal: what it shows there."""
+def _on_a_terminal(run_dir, env):
+    """``srsan-np train --out run_dir`` with stdout and stderr on a pseudo-terminal: what it
+    shows there."""
     pty = pytest.importorskip("pty")
     import fcntl
     import termios
@@ -139,8 +140,8 @@ def _on_a_terminal(tmp_path, env):
     # a fresh pseudo-terminal is 0 columns wide, and tqdm draws nothing into 0 columns
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
     child = subprocess.Popen([sys.executable, "-m", "srsan_np", "train", "--out",
-                              str(tmp_path / "T"), *SMALL], stdout=slave, stderr=slave,
-                             env=env, cwd=tmp_path)
+                              str(run_dir), *SMALL], stdout=slave, stderr=slave,
+                             env=env, cwd=run_dir.parent)
     os.close(slave)
     out = b""
     try:  # read as it comes, so the terminal's buffer never fills
@@ -156,5 +157,5 @@ def _on_a_terminal(tmp_path, env):
 def test_a_terminal_gets_the_bar_unless_tqdm_disable(tmp_path):
     # a terminal turns "\n" into "\r\n"; a bar's refresh is a "\r" alone
     refreshes = lambda out: out.replace(b"\r\n", b"\n").count(b"\r")  # noqa: E731
-    assert refreshes(_on_a_terminal(tmp_path, _env())) > 0
-    assert refreshes(_on_a_terminal(tmp_path, _env(TQDM_DISABLE="1"))) == 0
+    assert refreshes(_on_a_terminal(tmp_path / "bar", _env())) > 0
+    assert refreshes(_on_a_terminal(tmp_path / "no-bar", _env(TQDM_DISABLE="1"))) == 0

@@ -127,20 +127,30 @@ def test_the_reference_passes_its_own_checker():
     assert exercises.check().passed
 
 
+def test_a_module_importing_yours_is_the_reference_source_run_on_yours(tmp_path):
+    (tmp_path / "layernorm.py").write_text(MY_LAYERNORM)
+    package = workspace.load(tmp_path, ["layernorm"])
+    assert package.encoder.layernorm_forward is package.layernorm.layernorm_forward
+    assert package.encoder is not sys.modules["srsan_np.ops.encoder"]
+    assert package.attention is sys.modules["srsan_np.ops.attention"]  # imports nothing of yours
+    assert set(workspace._imports("encoder")) == {"attention", "dropout", "layernorm", "linear",
+                                                  "relu"}
+
+
 def test_your_ops_train_exactly_as_the_reference(tmp_path):
     """Reference copied in as the learner's work: every op is "yours", and 50 steps of
     training (dropout off) give the reference run's losses to 1e-6."""
     kernels, origin = exercises.learner_kernels(reference_workspace(tmp_path))
     assert set(origin.values()) == {"yours"}
     dataset = sample_dataset(0)
-    config = model.Config(n_items=dataset.n_items, hidden=16, dropout=0.0, mode="sequence",
+    config = model.Config(n_items=dataset.n_items, hidden=8, dropout=0.0, mode="sequence",
                           positions=True, layers=2)
 
     def losses(k):
         params = model.init_params(config, 0)
         opt = model.kernel_sets.get(k).Adam(params, lr=1e-2, weight_decay=1e-5)
         out = []
-        batches = iterate_batches(dataset.train, 50, config.mode, np.random.default_rng(0))
+        batches = iterate_batches(dataset.train, 20, config.mode, np.random.default_rng(0))
         for batch in itertools.islice(batches, 50):
             loss, grads = model.loss_and_grads(params, batch, config, None, k)
             opt.step(grads)

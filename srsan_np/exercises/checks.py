@@ -21,7 +21,6 @@ import html
 import math
 import traceback
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
 import numba
@@ -488,11 +487,6 @@ _REFERENCE_OF = {"layernorm_steps": "layernorm", "softmax_ce_steps": "scoring"}
 
 # --------------------------------------------------------------------------- running
 
-@cache
-def _reference():
-    return workspace.load(None)
-
-
 def learner_location(error, directory) -> str:
     """``file:line: in function: Error: message`` at the deepest frame in ``directory``."""
     root = Path(directory).resolve()
@@ -515,9 +509,9 @@ def check_exercise(name, directory=None) -> list[Row]:
         if directory is not None and not (Path(directory) / f"{name}.py").is_file():
             return [Row(name, "-", "not done",
                         message=f"no {name}.py in {directory} (srsan-np exercises init)")]
-        learner = [name] if directory is not None else []
-        package = workspace.load(directory, learner) if learner else _reference()
-        reference = getattr(_reference(), _REFERENCE_OF.get(name, name))
+        package = workspace.load(directory, [name] if directory is not None else [], [name])
+        reference = workspace.load(None, (), [_REFERENCE_OF.get(name, name)])
+        reference = getattr(reference, _REFERENCE_OF.get(name, name))
         # one Numba thread while checking: the arrays are tiny, and each of the many
         # finite-difference calls would pay for waking the others (prange results do not
         # depend on the thread count); the caller's setting is restored after

@@ -17,8 +17,9 @@ those are taken from the learner, and to the reference otherwise.
 
 from __future__ import annotations
 
+import ast
+import hashlib
 import importlib.util
-import itertools
 import os
 import re
 import sys
@@ -171,11 +172,48 @@ def test_exercise_output(row):
     assert row.passed, row.message
 '''
 
-_counter = itertools.count()
+def _imports(name):
+    """``{module: [names]}`` of the reference module ``name``'s relative imports of other
+    exercises (``from .layernorm import layernorm_forward, ...``)."""
+    tree = ast.parse(EXERCISES[name].read_text())
+    found = {}
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module in EXERCISES:
+            found.setdefault(node.module, []).extend(alias.name for alias in node.names)
+    return found
 
 
-def load(directory, learner=()) -> types.ModuleType:
-    """One package of every exercise module: the learner's for ``learner``, else the reference.
+def _reference_module(name):
+    """The installed reference module itself (``srsan_np.ops.layernorm``, ``srsan_np.optim``)."""
+    dotted = ".".join(EXERCISES[name].relative_to(_PACKAGE.parent).with_suffix("").parts)
+    return importlib.import_module(dotted)
+
+
+def _rebound(reference, full, imports, package):
+    """The reference module ``reference`` with what it imports taken from ``package``.
+
+    A copy of its namespace in which every plain function is rebound to the copy (so it
+    calls the learner's ``layernorm_forward``, ...), the imported names are the package's,
+    and the Numba kernels and classes are the reference's own: the same code, compiled
+    once, its on-disk cache tied to the reference module alone.
+    """
+    module = types.ModuleType(full, reference.__doc__)
+    namespace = module.__dict__
+    namespace.update({k: v for k, v in vars(reference).items() if k not in ("__name__", "__doc__")})
+    for key, value in vars(reference).items():
+        if isinstance(value, types.FunctionType) and value.__module__ == reference.__name__:
+            function = types.FunctionType(value.__code__, namespace, value.__name__,
+                                          value.__defaults__, value.__closure__)
+            function.__kwdefaults__, function.__doc__ = value.__kwdefaults__, value.__doc__
+            namespace[key] = function
+    for source, names in imports.items():
+        for n in names:
+            namespace[n] = getattr(getattr(package, source), n)
+    return module
+
+
+def load(directory, learner=(), names=None) -> types.ModuleType:
+    """One package of exercise modules: the learner's for ``learner``, else the reference.
 
     Parameters
     ----------
@@ -183,23 +221,49 @@ def load(directory, learner=()) -> types.ModuleType:
         The workspace (None: every module is the reference).
     learner : iterable of str
         Exercise names whose module comes from ``directory/<name>.py``.
+    names : iterable of str or None
+        The modules wanted, with what they import (default: all).
 
     Returns
     -------
     package : module
-        With one attribute per exercise (``package.layernorm``, ``package.adam``, ...).
-        Executing a learner's module may raise whatever their code raises.
+        With one attribute per module (``package.layernorm``, ``package.adam``, ...). A
+        reference module none of whose imports is the learner's is the installed module
+        itself; one that imports a learner's module (the encoder imports the layer norm,
+        ...) is the reference with those imports taken from the learner (see
+        :func:`_rebound`). Executing a learner's module may raise whatever their code
+        raises.
+
+    Notes
+    -----
+    A learner's module is named after its workspace (``srsan_np_workspace_<hash>.layernorm``),
+    the same name in every process: Numba's on-disk cache of a kernel of theirs records
+    its module's name and imports it when it loads the kernel again.
     """
     learner = set(learner)
-    package = types.ModuleType(f"srsan_np_workspace_{next(_counter)}")
-    package.__path__ = []
+    wanted = set(EXERCISES if names is None else names)
+    for name in reversed(EXERCISES):  # a module's imports come before it
+        if name in wanted:
+            wanted |= set(_imports(name))
+    root = Path(directory).resolve() if directory is not None else _PACKAGE
+    package = types.ModuleType(
+        f"srsan_np_workspace_{hashlib.sha1(str(root).encode()).hexdigest()[:12]}")
+    package.__path__ = [str(root)]
     sys.modules[package.__name__] = package
-    for name, reference in EXERCISES.items():
-        path = Path(directory) / f"{name}.py" if name in learner else reference
+    mine = set()  # the learner's modules and every module that imports one
+    for name in (n for n in EXERCISES if n in wanted):
         full = f"{package.__name__}.{name}"
-        spec = importlib.util.spec_from_file_location(full, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[full] = module
-        spec.loader.exec_module(module)
+        if name in learner:
+            spec = importlib.util.spec_from_file_location(full, root / f"{name}.py")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[full] = module
+            spec.loader.exec_module(module)
+            mine.add(name)
+        elif set(_imports(name)) & mine:
+            module = _rebound(_reference_module(name), full, _imports(name), package)
+            mine.add(name)
+        else:
+            module = _reference_module(name)
+        sys.modules[full] = module  # where a learner's `from .dropout import ...` looks
         setattr(package, name, module)
     return package

@@ -248,6 +248,18 @@ def _config_path(args):
         raise DataError(f"{args.config}: no such config file, and {err}") from err
 
 
+def _learner_kernels(directory):
+    """The kernel set of a learner's workspace, after saying which op comes from where."""
+    from srsan_np.exercises import learner_kernels
+    if not directory.is_dir():
+        raise DataError(f"--ops {directory}: no such workspace (start one: srsan-np exercises init {directory})")
+    kernels, origin = learner_kernels(directory)
+    print(f"ops: the exercises that pass their check in {directory} are yours, the reference serves the rest")
+    for name, where in origin.items():
+        print(f"  {name:<10} {where}")
+    return kernels
+
+
 def _read_config(config_path):
     """``{"model": {...}, "train": {...}}`` from ``config_path`` (None: both empty)."""
     if config_path is None:
@@ -358,15 +370,17 @@ def _run_train(args) -> int:
     print(f"data: {source}  items {dataset.n_items}  train {len(dataset.train)}  test {len(dataset.test)}")
     print(f"config: {config_path or 'the original defaults'}, flags on top")
     print(f"run directory: {out}", flush=True)
+    kernels = _learner_kernels(args.ops) if args.ops else None
     user_config = config_path if config_path and config_path.resolve().parent != PRESETS_DIR else None
-    with _open_run(out, args, [args.data, args.input, user_config], model_config, train_config,
-                   dataset, source):
-        summary = fit(dataset, model_config, train_config, out, resume=args.resume)
+    with _open_run(out, args, [args.data, args.input, user_config, args.ops], model_config,
+                   train_config, dataset, source):
+        summary = fit(dataset, model_config, train_config, out, resume=args.resume,
+                      kernels=kernels)
 
     ks = train_config.ks
     rows = {}
     rows["SR-SAN"], note = _model_rows(summary["params"], model_config, dataset, ks, args.bootstrap,
-                                       train_config.kernels)
+                                       kernels or train_config.kernels)
     rows["SR-SAN, best epoch on test*"] = summary["best_on_test"]
     if not args.no_baselines:
         rows.update(_baseline_rows(dataset, ks))
@@ -424,6 +438,9 @@ def _add_train(sub) -> None:
     t.add_argument("--seed", type=int)
     t.add_argument("--kernels", choices=["fast", "reference"],
                    help="the kernel set: fast (default) or the textbook ops (slower, same gradients)")
+    t.add_argument("--ops", type=Path, metavar="DIR",
+                   help="train with your own ops: every exercise of the workspace DIR that passes "
+                        "its check (srsan-np exercises), the textbook ops for the rest")
     p.add_argument("--no-baselines", action="store_true", help="do not print the baselines")
     p.add_argument("--bootstrap", type=_integer(0), default=1000, metavar="N",
                    help="bootstrap resamples for the test uncertainty (0: none; default 1000)")
@@ -659,10 +676,46 @@ def _add_baselines(sub) -> None:
     p.set_defaults(func=_run_baselines)
 
 
+# --------------------------------------------------------------------------- exercises
+
+def _run_exercises(args) -> int:
+    from srsan_np import exercises
+    from srsan_np.exercises.workspace import EXERCISES
+
+    unknown = [n for n in args.names if n not in EXERCISES]
+    if unknown:
+        raise DataError(f"no exercise {', '.join(unknown)}; the exercises are {', '.join(EXERCISES)}")
+    if args.action == "init":
+        written = exercises.init(args.directory, args.names or None)
+        print(f"wrote {len(written)} files into {args.directory}; next: srsan-np exercises "
+              f"check {args.directory} layernorm")
+        return 0
+    if not args.directory.is_dir():
+        raise DataError(f"{args.directory}: no such workspace (start one: srsan-np exercises "
+                        f"init {args.directory})")
+    result = exercises.check(args.directory, args.names)
+    print(result)
+    return 0 if result.passed else 1
+
+
+def _add_exercises(sub) -> None:
+    from srsan_np.exercises.workspace import EXERCISES
+    p = sub.add_parser("exercises", help="write the ops yourself: a workspace of stubs, and their checker",
+                       description="init DIR writes one stub per textbook op into DIR (never over "
+                                   "your work); check DIR [NAME ...] checks them (finite differences "
+                                   "and the reference op) and says how a wrong output is wrong. "
+                                   "Exit status of check: 0 if every named exercise passes, else 1. "
+                                   f"Exercises: {', '.join(EXERCISES)}.")
+    p.add_argument("action", choices=["init", "check"])
+    p.add_argument("directory", type=Path, metavar="DIR")
+    p.add_argument("names", nargs="*", metavar="NAME", help="exercises (default: all)")
+    p.set_defaults(func=_run_exercises)
+
+
 # --------------------------------------------------------------------------- main
 
 SUBCOMMANDS = [_add_generate, _add_preprocess, _add_stats, _add_train, _add_evaluate,
-               _add_recommend, _add_plot, _add_baselines]
+               _add_recommend, _add_plot, _add_baselines, _add_exercises]
 
 
 def build_parser() -> argparse.ArgumentParser:

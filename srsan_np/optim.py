@@ -17,6 +17,7 @@ from numba import njit, prange
 __all__ = ["Adam", "step_lr"]
 
 
+# >>> solution
 @njit(cache=True, error_model="numpy")
 def adam_element(p, g, m, v, one_minus_beta1, beta2, one_minus_beta2, weight_decay, step_size,
                  bias2_sqrt, eps):
@@ -54,6 +55,7 @@ def adam_kernel(p, g, m, v, one_minus_beta1, beta2, one_minus_beta2, weight_deca
         p[i], m[i], v[i] = adam_element(p[i], g[i], m[i], v[i], one_minus_beta1, beta2,
                                         one_minus_beta2, weight_decay, step_size,
                                         bias2_sqrt, eps)
+# <<< solution
 
 
 class Adam:
@@ -129,15 +131,16 @@ class Adam:
         extra = sorted(set(grads) - set(self.params))
         if missing or extra:
             raise KeyError(f"Adam.step: gradients missing for {missing}, unknown {extra}")
-        self.t += 1
-        beta1, beta2 = self.betas
-        step_size = self.lr / (1.0 - beta1 ** self.t)
-        bias2_sqrt = (1.0 - beta2 ** self.t) ** 0.5  # as torch rounds it
         for name, p in self.params.items():
             g = grads[name]
             if g.shape != p.shape or g.dtype != p.dtype:
                 raise ValueError(f"Adam.step: gradient {name!r} is {g.dtype}{g.shape}, "
                                  f"parameter is {p.dtype}{p.shape}")
+        # >>> solution
+        self.t += 1
+        beta1, beta2 = self.betas
+        step_size = self.lr / (1.0 - beta1 ** self.t)
+        bias2_sqrt = (1.0 - beta2 ** self.t) ** 0.5  # as torch rounds it
         for name, p in self.params.items():
             cast = p.dtype.type
             # elementwise: the result is the same on any number of threads
@@ -146,10 +149,13 @@ class Adam:
                             cast(1.0 - beta1), cast(beta2), cast(1.0 - beta2),
                             cast(self.weight_decay), cast(step_size), cast(bias2_sqrt),
                             cast(self.eps))
+        # <<< solution
 
+    # >>> solution
     def _kernel(self, p):
         """The kernel that updates ``p``: the parallel one for every array."""
         return adam_kernel
+    # <<< solution
 
     def state_dict(self):
         """The optimiser state as plain arrays: ``"t"``, ``"m.<name>"``, ``"v.<name>"``.

@@ -304,7 +304,8 @@ def _best_exported(run_dir, meta):
         return False
 
 
-def fit(dataset, model_config, train_config, run_dir=None, resume=False, log=print):
+def fit(dataset, model_config, train_config, run_dir=None, resume=False, log=print,
+        kernels=None):
     """Train SR-SAN on ``dataset``; return the summary (also ``summary.json`` in ``run_dir``).
 
     Parameters
@@ -325,6 +326,9 @@ def fit(dataset, model_config, train_config, run_dir=None, resume=False, log=pri
         Continue from ``run_dir/last.npz`` (same configs required).
     log : callable
         Receives one line per epoch.
+    kernels : srsan_np.kernels.Kernels or None
+        A kernel set to train and score with instead of ``train_config.kernels``: a
+        learner's ops (:func:`srsan_np.exercises.learner_kernels`).
 
     Returns
     -------
@@ -337,7 +341,7 @@ def fit(dataset, model_config, train_config, run_dir=None, resume=False, log=pri
     """
     tc = train_config
     if len(tc.lrs) > 1:
-        return _fit_each_lr(dataset, model_config, tc, run_dir, resume, log)
+        return _fit_each_lr(dataset, model_config, tc, run_dir, resume, log, kernels)
     if model_config.n_items < dataset.n_items:
         raise ValueError(f"model n_items={model_config.n_items} but the data has "
                          f"{dataset.n_items} items")
@@ -347,8 +351,9 @@ def fit(dataset, model_config, train_config, run_dir=None, resume=False, log=pri
         train_set, valid_set = dataset.train, None
     configs = run_configs(model_config, tc)
 
+    kernels = tc.kernels if kernels is None else kernels
     params = model.init_params(model_config, tc.seed)
-    optimizer = kernel_sets.get(tc.kernels).Adam(params, lr=tc.lr, weight_decay=tc.l2)
+    optimizer = kernel_sets.get(kernels).Adam(params, lr=tc.lr, weight_decay=tc.l2)
     history, best, best_params, start = [], None, None, 0
     run_dir = Path(run_dir) if run_dir is not None else None
     if run_dir is not None:
@@ -370,9 +375,9 @@ def fit(dataset, model_config, train_config, run_dir=None, resume=False, log=pri
         write_json(run_dir / "config.json", configs)
 
     # Built once: the scorers read `params`, which Adam updates in place.
-    score_valid = (model_scorer(params, model_config, valid_set, tc.kernels)
+    score_valid = (model_scorer(params, model_config, valid_set, kernels)
                    if valid_set is not None else None)
-    score_test = model_scorer(params, model_config, dataset.test, tc.kernels)
+    score_test = model_scorer(params, model_config, dataset.test, kernels)
     train_len_max = int(train_set.lengths().max())  # what recommend pads faithful sessions to
     stale = 0 if best is None else len(history) - 1 - best["epoch"]
     # Diagnostics hook (srsan_np/diagnostics.py): reads, never changes, the training.
@@ -394,7 +399,7 @@ def fit(dataset, model_config, train_config, run_dir=None, resume=False, log=pri
         loss_sum, seen = 0.0, 0
         for i, batch in enumerate(bar):
             loss, grads = model.loss_and_grads(params, batch, model_config, dropout_rng,
-                                               tc.kernels)
+                                               kernels)
             if _diverged(loss, model_config.n_items):
                 raise TrainingDiverged(_diverged_message(
                     f"the loss reached {loss:.3g} in batch {i} (a uniform guess scores "
@@ -445,7 +450,7 @@ def fit(dataset, model_config, train_config, run_dir=None, resume=False, log=pri
     return {**summary, "params": best_params}
 
 
-def _fit_each_lr(dataset, model_config, tc, run_dir, resume, log):
+def _fit_each_lr(dataset, model_config, tc, run_dir, resume, log, kernels):
     """:func:`fit` once per learning rate of ``tc.lr``; keep the best on validation.
 
     Every run has the same seed, so the same initial weights, validation split, shuffles
@@ -455,7 +460,8 @@ def _fit_each_lr(dataset, model_config, tc, run_dir, resume, log):
     for lr in tc.lrs:
         log(f"learning rate {lr:g} (one of {', '.join(f'{r:g}' for r in tc.lrs)})")
         sub_dir = None if run_dir is None else Path(run_dir) / f"lr-{lr:g}"
-        runs[lr] = fit(dataset, model_config, dataclasses.replace(tc, lr=lr), sub_dir, resume, log)
+        runs[lr] = fit(dataset, model_config, dataclasses.replace(tc, lr=lr), sub_dir, resume, log,
+                       kernels)
     valid_by_lr = {f"{lr:g}": runs[lr]["valid_at_selected"][tc.select] for lr in tc.lrs}
     chosen = max(tc.lrs, key=lambda lr: runs[lr]["valid_at_selected"][tc.select])
     log(f"chosen: learning rate {chosen:g} (validation {tc.select} by rate: {valid_by_lr})")

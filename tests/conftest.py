@@ -17,6 +17,9 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
+# `pytest --workspace DIR` in a checkout (an installed srsan-np registers it by entry point)
+pytest_plugins = ["srsan_np.exercises.pytest_plugin"]
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 

@@ -101,6 +101,7 @@ def masked_softmax(scores, key_mask):
     return att
 
 
+# >>> solution
 @njit(cache=True, parallel=True)
 def masked_softmax_backward(datt, att):
     """Gradient of a row softmax: ``dS[s] = A[s] (dA[s] - sum_r A[r] dA[r])``.
@@ -119,6 +120,7 @@ def masked_softmax_backward(datt, att):
                 for s in range(T):
                     dscores[b, h, t, s] = att[b, h, t, s] * (datt[b, h, t, s] - inner)
     return dscores
+# <<< solution
 
 
 def split_heads(a, n_heads):
@@ -242,6 +244,7 @@ def attention_backward(dout, cache):
     d_out_w : (D, D)
     d_out_b : (D,)
     """
+    # >>> solution
     in_cache, q, k, v, att, att_drop, drop_cache, out_cache = cache
     B, H, T, dh = q.shape
     if dout.shape != (B, T, H * dh):
@@ -269,3 +272,4 @@ def attention_backward(dout, cache):
     # forward: qkv = x @ in_w.T + in_b
     dx, d_in_w, d_in_b = linear_backward(dqkv, in_cache)  # (B, T, D)
     return dx, d_in_w, d_in_b, d_out_w, d_out_b
+    # <<< solution

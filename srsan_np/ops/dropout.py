@@ -90,6 +90,7 @@ def dropout_backward(dout: np.ndarray, cache: DropoutCache):
     The forward line ``out = x * keep * scale`` is linear in ``x`` with a diagonal
     Jacobian, so ``dx = dout * keep * scale``: the same kernel as the forward.
     """
+    # >>> solution
     keep, scale = cache
     if keep is None:
         return dout
@@ -98,3 +99,4 @@ def dropout_backward(dout: np.ndarray, cache: DropoutCache):
     dout = np.ascontiguousarray(dout)
     dx = _apply_keep_kernel(dout.reshape(-1), keep.reshape(-1), dout.dtype.type(scale))
     return dx.reshape(dout.shape)
+    # <<< solution

@@ -34,6 +34,7 @@ def _embedding_forward_kernel(ids, W):
     return out
 
 
+# >>> solution
 @njit(cache=True)
 def _embedding_backward_kernel(dout, ids, dW):
     N, D = dout.shape
@@ -44,6 +45,7 @@ def _embedding_backward_kernel(dout, ids, dW):
         for d in range(D):
             # forward: out[n, d] = W[ids[n], d], so dW[ids[n], d] += dout[n, d]
             dW[row, d] += dout[n, d]
+# <<< solution
 
 
 def embedding_forward(ids: np.ndarray, W: np.ndarray):
@@ -106,6 +108,7 @@ def embedding_backward(dout: np.ndarray, cache: EmbeddingCache, dW: np.ndarray |
     the original's ``nn.Embedding`` without ``padding_idx``: it receives gradient wherever
     padding was looked up.
     """
+    # >>> solution
     ids, n_rows = cache
     if dout.shape[:-1] != ids.shape:
         raise ValueError(
@@ -122,3 +125,4 @@ def embedding_backward(dout: np.ndarray, cache: EmbeddingCache, dW: np.ndarray |
     dout2 = np.ascontiguousarray(dout).reshape(-1, dout.shape[-1])  # (N, D)
     _embedding_backward_kernel(dout2, ids.reshape(-1), dW)
     return dW
+    # <<< solution

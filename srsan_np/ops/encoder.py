@@ -123,6 +123,7 @@ def feed_forward_forward(h, layer, p=0.0, rng=None):
 def feed_forward_backward(dout, cache):
     """Backward of :func:`feed_forward_forward`: ``dh`` (the shape of ``dout``) and a dict
     of the block's six parameter gradients, keyed as :data:`LAYER_KEYS`."""
+    # >>> solution
     g = {}
     # forward: out = LN2(h + f)
     dsum, g["norm2.weight"], g["norm2.bias"] = layernorm_backward(dout, cache.norm2)
@@ -135,6 +136,7 @@ def feed_forward_backward(dout, cache):
     # forward: f = linear1(h); h feeds both the residual and the feed-forward block
     dh_ff, g["linear1.weight"], g["linear1.bias"] = linear_backward(df, cache.linear1)
     return dsum + dh_ff, g  # the residual branch: d(h + f)/dh = identity
+    # <<< solution
 
 
 def encoder_layer_forward(x, layer, n_heads, key_mask=None, p=0.0, rng=None):
@@ -199,6 +201,7 @@ def encoder_layer_backward(dout, cache):
     dlayer : dict[str, np.ndarray]
         The gradient of every parameter, keyed as :data:`LAYER_KEYS`.
     """
+    # >>> solution
     # forward: out = feed_forward(h)
     dh, g = feed_forward_backward(dout, cache.ff)
     # forward: h = LN1(x + a)
@@ -214,3 +217,4 @@ def encoder_layer_backward(dout, cache):
     ) = attention_backward(da, cache.attn)
     dx = dx_attn + dsum
     return dx, {key: g[key] for key in LAYER_KEYS}
+    # <<< solution

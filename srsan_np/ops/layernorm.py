@@ -28,6 +28,7 @@ class LayerNormCache(NamedTuple):
     shape: tuple  # shape of x, to restore the leading axes
 
 
+# >>> solution
 @njit(cache=True, parallel=True)
 def _layernorm_forward_kernel(x, gamma, beta, eps):
     N, D = x.shape
@@ -89,6 +90,7 @@ def _layernorm_param_grads_kernel(dout, xhat):
             dgamma[j] += dout[i, j] * xhat[i, j]
             dbeta[j] += dout[i, j]
     return dgamma.astype(dout.dtype), dbeta.astype(dout.dtype)
+# <<< solution
 
 
 def layernorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5):
@@ -123,11 +125,13 @@ def layernorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: f
             "layernorm_forward: x, gamma, beta must share one float dtype; "
             f"got {x.dtype}, {gamma.dtype}, {beta.dtype}"
         )
+    # >>> solution
     x2 = np.ascontiguousarray(x).reshape(-1, x.shape[-1])  # (N, D)
     out, xhat, rstd = _layernorm_forward_kernel(
         x2, np.ascontiguousarray(gamma), np.ascontiguousarray(beta), float(eps)
     )
     return out.reshape(x.shape), LayerNormCache(xhat, rstd, gamma, x.shape)
+    # <<< solution
 
 
 def layernorm_backward(dout: np.ndarray, cache: LayerNormCache):
@@ -151,6 +155,7 @@ def layernorm_backward(dout: np.ndarray, cache: LayerNormCache):
     The two subtracted means are the paths through ``mean`` and through ``rstd``.
     ``dgamma = sum_rows dout * xhat``, ``dbeta = sum_rows dout``.
     """
+    # >>> solution
     xhat, rstd, gamma, shape = cache
     if dout.shape != shape:
         raise ValueError(f"layernorm_backward: dout has shape {dout.shape}, expected {shape}")
@@ -158,3 +163,4 @@ def layernorm_backward(dout: np.ndarray, cache: LayerNormCache):
     dx = _layernorm_backward_kernel(dout2, xhat, rstd, np.ascontiguousarray(gamma))
     dgamma, dbeta = _layernorm_param_grads_kernel(dout2, xhat)
     return dx.reshape(shape), dgamma, dbeta
+    # <<< solution

@@ -83,6 +83,7 @@ def linear_backward(dout: np.ndarray, cache: LinearCache):
     The forward line ``out = x W^T + b`` gives ``dx = dout W``, ``dW = dout^T x`` (summed
     over all rows of the flattened leading axes), ``db = sum_rows dout``.
     """
+    # >>> solution
     x, W = cache
     if dout.shape != (*x.shape[:-1], W.shape[0]):
         raise ValueError(
@@ -94,3 +95,4 @@ def linear_backward(dout: np.ndarray, cache: LinearCache):
     dW = dout2.T @ x2  # (Dout, Din)
     db = dout2.sum(axis=0)  # (Dout,)
     return dx, dW, db
+    # <<< solution

@@ -97,6 +97,7 @@ def readout_backward(dh: np.ndarray, cache: ReadoutCache):
     flows back to that position only. Each ``(b, last[b])`` pair is distinct (one per row),
     so the fancy-index assignment below cannot drop repeated contributions.
     """
+    # >>> solution
     last, shape = cache
     if dh.shape != (shape[0], shape[2]):
         raise ValueError(
@@ -105,6 +106,7 @@ def readout_backward(dh: np.ndarray, cache: ReadoutCache):
     dx = np.zeros(shape, dtype=dh.dtype)  # (B, T, D)
     dx[np.arange(shape[0]), last] = dh
     return dx
+    # <<< solution
 
 
 def _check_head(name, h, E):
@@ -182,6 +184,7 @@ def softmax_cross_entropy(h: np.ndarray, E: np.ndarray, targets: np.ndarray):
     ``nn.CrossEntropyLoss()(h @ E[1:].T, targets - 1)``.
     """
     check_loss_inputs("softmax_cross_entropy", h, E, targets)
+    # >>> solution
     B = h.shape[0]
     rows = np.arange(B)
     scores = h @ E[1:].T  # (B, V)
@@ -192,6 +195,7 @@ def softmax_cross_entropy(h: np.ndarray, E: np.ndarray, targets: np.ndarray):
     log_p_target = shifted[rows, targets - 1] - np.log(total)  # (B,)
     loss = float(-np.mean(log_p_target.astype(np.float64)))
     return loss, SoftmaxCrossEntropyCache(probs, targets, h, E)
+    # <<< solution
 
 
 def softmax_cross_entropy_backward(dloss: float, cache: SoftmaxCrossEntropyCache):
@@ -217,6 +221,7 @@ def softmax_cross_entropy_backward(dloss: float, cache: SoftmaxCrossEntropyCache
     the one-hot targets. Then the forward line ``S = h E[1:]^T`` gives ``dh = dS E[1:]``
     and ``dE[1:] = dS^T h``.
     """
+    # >>> solution
     probs, targets, h, E = cache
     B = probs.shape[0]
     dscores = probs.copy()  # (B, V)
@@ -226,3 +231,4 @@ def softmax_cross_entropy_backward(dloss: float, cache: SoftmaxCrossEntropyCache
     dE = np.zeros_like(E)  # (V + 1, D); row 0, padding, is never a candidate
     dE[1:] = dscores.T @ h
     return dh, dE
+    # <<< solution

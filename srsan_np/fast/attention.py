@@ -286,20 +286,9 @@ def attention_forward(
 def attention_backward(dout, cache):
     """Multi-head self-attention backward pass, with the shortcuts of the forward.
 
-    Parameters
-    ----------
-    dout : (B, Tq, D)
-        Gradient of the loss w.r.t. ``out``.
-    cache : AttentionCache
-        From :func:`attention_forward`.
-
-    Returns
-    -------
-    dx : (B, T, D)
-    d_in_w : (3D, D)
-    d_in_b : (3D,)
-    d_out_w : (D, D)
-    d_out_b : (D,)
+    ``dout`` is (B, Tq, D), the shape of the forward's output; the gradients returned,
+    ``(dx (B, T, D), d_in_w, d_in_b, d_out_w, d_out_b)``, are those of
+    :func:`srsan_np.ops.attention.attention_backward`.
     """
     q_cache, kv_cache, rows, last, q, k, v, att, att_drop, drop_cache, out_cache = cache
     B, H, Tq, dh = q.shape

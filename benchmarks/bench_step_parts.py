@@ -40,7 +40,7 @@ import numpy as np
 from bench_train import scoring_gemms  # the floor, defined once
 from numba import njit, prange
 
-from srsan_np.fast.scoring import _BLOCK, _for_row_blocks
+from srsan_np.fast.scoring import _BLOCK, _column_sums, _for_row_blocks
 
 STEP_TARGET = 1.25  # the step's ceiling as a multiple of the floor (issue 13)
 
@@ -61,7 +61,7 @@ def _scale_blocks(lo, hi, scores_t, sums, one):
     for i in range(lo, hi):
         block = scores_t[i * _BLOCK:(i + 1) * _BLOCK]
         np.multiply(block, one, out=block)
-        np.add.reduce(block, axis=0, out=sums[i])
+        _column_sums(block, sums[i])
 
 
 def measure_parts(dataset, reps):

@@ -1,5 +1,6 @@
-"""The fast softmax cross-entropy: the textbook op's loss and gradients, in each base, in
-and out of the range where the max pass is skipped, in float32 and float64."""
+"""The fast softmax cross-entropy: its float32 exp against NumPy's in ulp; the textbook
+op's loss and gradients, in each base, in and out of the range where the max pass is
+skipped, in float32 and float64."""
 
 import warnings
 
@@ -15,11 +16,49 @@ from test_op_scoring import _head, numpy_loss
 
 @pytest.fixture(params=["exp", "exp2"])
 def base(request, monkeypatch):
-    """Run a test with each exponential the op may pick (it picks by the CPU)."""
+    """Run a test with each float64 exponential the op may pick (it picks by the CPU);
+    float32 has one, :func:`scoring._expf`."""
     exp, ln_base = (np.exp, 1.0) if request.param == "exp" else (np.exp2, np.log(2.0))
     monkeypatch.setattr(scoring, "_EXP", exp)
     monkeypatch.setattr(scoring, "_LN_BASE", ln_base)
     return request.param
+
+
+def _expf(x):
+    y = np.array(x, dtype=np.float32)
+    scoring._expf_in_place(y.reshape(-1))
+    return y
+
+
+def _ulps(got, x):
+    """|got - exp(x)| in units of the last place of float32 at exp(x) (exp in float64)."""
+    want = np.exp(x.astype(np.float64))
+    return np.abs(got.astype(np.float64) - want) / np.spacing(want.astype(np.float32))
+
+
+def test_float32_exp_is_within_2_ulp_where_exp_is_normal():
+    x = np.linspace(-87.0, 88.0, 3_000_001, dtype=np.float32)  # steps of ~6e-5: every k, r
+    x = np.concatenate([x, np.nextafter(np.float32(np.log(2) / 2) * np.arange(-250, 255,
+                        dtype=np.float32), np.float32(np.inf))])  # both sides of |r| = ln2/2
+    x = x[(x >= -87.0) & (x <= 88.0)]
+    assert _ulps(_expf(x), x).max() <= 2.0
+
+
+def test_float32_exp_special_values():
+    x = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 200.0, -200.0, 88.8, -104.0, -1e30,
+                  1e30], dtype=np.float32)
+    want = np.array([1.0, 1.0, np.inf, 0.0, np.nan, np.inf, 0.0, np.inf, 0.0, 0.0, np.inf],
+                    dtype=np.float32)
+    np.testing.assert_array_equal(_expf(x), want)  # NaN where NaN, and nowhere else
+    # the largest finite result, and results in the subnormal range: within a subnormal's
+    # spacing, never negative
+    top = np.float32(88.72)
+    assert np.isfinite(_expf(top)) and _ulps(_expf(top), top) <= 2.0
+    x = np.linspace(-103.0, -87.5, 100_001, dtype=np.float32)
+    got = _expf(x)
+    assert got.min() >= 0.0 and (got < np.finfo(np.float32).tiny).all()
+    tiniest = float(np.finfo(np.float32).smallest_subnormal)
+    assert np.abs(got.astype(np.float64) - np.exp(x.astype(np.float64))).max() <= tiniest
 
 
 def _equals_reference(h, E, targets, dloss=0.7, tol=1e-12):
@@ -82,8 +121,9 @@ def test_rows_outside_the_safe_range_are_shifted_by_their_max(base):
     assert loss32 == pytest.approx(loss, rel=1e-5)
 
 
-def test_nan_scores_give_a_nan_loss(base):
-    h, E, targets = _head()
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_nan_scores_give_a_nan_loss(base, dtype):
+    h, E, targets = _head(dtype)
     h[1, 0] = np.nan
     loss, cache = softmax_cross_entropy(h, E, targets)
     assert np.isnan(loss) and np.isnan(cache.total[1]) and np.isfinite(cache.total[[0, 2]]).all()
@@ -101,11 +141,12 @@ def test_float32_agrees_with_the_textbook_op(base):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
 
 
-def test_repeated_runs_and_thread_counts_are_identical(monkeypatch):
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_repeated_runs_and_thread_counts_are_identical(monkeypatch, dtype):
     """Item blocks on one thread or on several: each thread owns its blocks, and the
     blocks' sums are added in one order."""
     monkeypatch.setattr(scoring, "_BLOCK", 3)  # V = 11: four blocks, the last one short
-    h, E, targets = _head()
+    h, E, targets = _head(dtype)
     h = np.repeat(h, 7, axis=0)  # 21 rows: several blocks
     targets = np.repeat(targets, 7)
 

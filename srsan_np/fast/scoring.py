@@ -14,15 +14,17 @@ across its rows), and ``dh = (dS^T)^T E`` reads ``dS^T`` transposed. What change
   above about 44, or all below about -44: overflow, or terms lost to underflow) is computed
   again from ``h`` with the max shift. Trained SR-SAN scores stay well inside, so this path
   is for safety, and the common path saves a read of the scores.
-- *the fastest base.* ``e^s = b^(s / ln b)`` for any base ``b``, and the ``1 / ln b`` costs
-  nothing folded into ``h`` before the product. Where NumPy's float32 ``exp2`` runs with
-  the same SIMD as its ``exp`` it is the cheaper of the two; :func:`_fastest_exp` asks
-  NumPy which it dispatches.
+- *an exp of our own in float32.* NumPy's float32 ``exp`` spends more on its special
+  cases than on the arithmetic; :func:`_expf_in_place` is a Numba loop LLVM vectorises
+  (a Cody-Waite range reduction, a degree-6 polynomial, and ``2^k`` built from exponent
+  bits; within 2 ulp of the exact ``exp``, ``inf``, ``0`` and NaN where they belong: see
+  its notes). float64 keeps NumPy's ``exp``, or ``exp2`` where NumPy runs it with the same
+  SIMD (``e^s = b^(s / ln b)`` for any base ``b``, and the ``1 / ln b`` costs nothing folded
+  into ``h`` before the product; :func:`_fastest_exp` asks NumPy which it dispatches).
 - *every core, one pass.* The ``exp`` runs on blocks of items shared among threads (NumPy's
-  ufuncs release the GIL): NumPy's ``exp`` is SIMD-vectorised, where a Numba loop gets a
-  scalar ``exp``. Each block's column sums are taken while the block is still in cache,
-  and the blocks' sums are added in order, so the row sums need no second read of the
-  scores and do not depend on the thread count.
+  ufuncs and the Numba loops release the GIL). Each block's column sums are taken while the
+  block is still in cache, and the blocks' sums are added in order, so the row sums need no
+  second read of the scores and do not depend on the thread count.
 - *no (B, V) array but the scores.* The probabilities are never normalised in memory
   (``P = U / total`` row by row, with ``U`` the exponentiated scores), so the ``1 / total``
   and the ``1 / B`` of the mean scale the small ``(B, D)`` operands of the backward
@@ -42,6 +44,9 @@ from typing import NamedTuple
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
 
 from ..ops.scoring import check_loss_inputs
 
@@ -64,8 +69,8 @@ class SoftmaxCrossEntropyCache(NamedTuple):
 
 
 def _fastest_exp():
-    """``(np.exp2, ln 2)`` where NumPy runs ``exp2`` with the SIMD it runs ``exp`` with, else
-    ``(np.exp, 1.0)``: an exponential and the log of its base.
+    """``(np.exp2, ln 2)`` where NumPy runs float64 ``exp2`` with the SIMD it runs ``exp``
+    with, else ``(np.exp, 1.0)``: the float64 exponential and the log of its base.
 
     NumPy (2.0 and later) says which compiled version of a ufunc it dispatches to on this
     CPU; ``exp2`` has only an AVX-512 one, ``exp`` has AVX-512 and AVX2 ones.
@@ -73,15 +78,112 @@ def _fastest_exp():
     try:
         from numpy.lib.introspect import opt_func_info
 
-        info = opt_func_info(func_name="^exp2?$", signature="float32")
-        exp, exp2 = (info[name]["ff"]["current"] for name in ("exp", "exp2"))
+        info = opt_func_info(func_name="^exp2?$", signature="float64")
+        exp, exp2 = (info[name]["dd"]["current"] for name in ("exp", "exp2"))
     except (ImportError, KeyError):
         return np.exp, 1.0
     return (np.exp2, math.log(2.0)) if exp2 == exp else (np.exp, 1.0)
 
 
-_EXP, _LN_BASE = _fastest_exp()  # e^s = _EXP(s / _LN_BASE)
+_EXP, _LN_BASE = _fastest_exp()  # float64: e^s = _EXP(s / _LN_BASE)
 _SAFE_SUM = (2.0 ** -64, 2.0 ** 64)  # a row sum within these needs no shift by its max
+
+
+@intrinsic
+def _bits_of(typingctx, x):
+    """The int32 with the bits of the float32 ``x``."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+    return types.int32(types.float32), codegen
+
+
+@intrinsic
+def _float_with_bits(typingctx, bits):
+    """The float32 with the low 32 bits of the integer ``bits``."""
+    def codegen(context, builder, signature, args):
+        low = builder.trunc(args[0], ir.IntType(32)) if bits.bitwidth > 32 else args[0]
+        return builder.bitcast(low, ir.FloatType())
+    return types.float32(bits), codegen
+
+
+_F = np.float32
+_LOG2E = _F(1.0 / math.log(2.0))
+_LN2_HI = _F(math.log(2.0))  # ln 2 = _LN2_HI + _LN2_LO to twice float32's precision
+_LN2_LO = _F(math.log(2.0) - float(_LN2_HI))
+_ROUND = _F(1.5 * 2.0 ** 23)  # x + _ROUND - _ROUND rounds x to an integer (|x| < 2^22)
+_ROUND_BITS = np.int32(np.array(_ROUND).view(np.int32))  # its bits; k's are these + k
+_X_MIN, _X_MAX = _F(-104.0), _F(89.0)  # beyond them exp is 0 or inf in float32
+# exp(r) on |r| <= ln2/2: minimax in relative error (Lawson's iteration), c0 = c1 = 1
+_C2, _C3, _C4, _C5, _C6 = _F(0.4999999), _F(0.1666642), _F(0.041668225), _F(0.008374816), \
+    _F(0.0013836848)
+_ONE = _F(1.0)
+
+
+@numba.njit(cache=True, fastmath={"contract"}, inline="always")
+def _expf(x):
+    """``exp(x)`` for a float32 ``x``, branch-free so that a loop of it vectorises.
+
+    Notes
+    -----
+    ``exp(x) = 2^k exp(r)`` with ``k = round(x / ln 2)`` and ``r = x - k ln 2``,
+    ``|r| <= ln2/2``, ``k ln 2`` subtracted in two parts (Cody and Waite) so that ``r`` is
+    exact to float32's precision; ``exp(r)`` by its polynomial in Horner's form, fused
+    multiply-adds where the CPU has them (``contract``, the one fast-math flag allowed:
+    NaN and inf tests stay). ``2^k`` is built from exponent bits as ``2^k1 2^k2`` with
+    ``k1 + k2 = k``, both normal for every ``k`` the clamp to ``[_X_MIN, _X_MAX]`` allows,
+    so the product overflows to inf and underflows through the subnormals to 0 as float32
+    arithmetic does. A NaN ``x`` passes the clamp (its comparisons are false) and makes
+    ``r``, hence the result, NaN. ``tests/test_fast_scoring.py`` bounds the error in ulp.
+    """
+    if x < _X_MIN:
+        x = _X_MIN
+    if x > _X_MAX:
+        x = _X_MAX
+    t = x * _LOG2E + _ROUND
+    k = t - _ROUND
+    r = x - k * _LN2_HI
+    r = r - k * _LN2_LO
+    p = ((((_C6 * r + _C5) * r + _C4) * r + _C3) * r + _C2) * r + _ONE
+    p = p * r + _ONE
+    k_int = _bits_of(t) - _ROUND_BITS
+    k1 = k_int >> 1
+    k2 = k_int - k1
+    return p * _float_with_bits((k1 + 127) << 23) * _float_with_bits((k2 + 127) << 23)
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"contract"})
+def _expf_in_place(x):
+    """``x[:] = exp(x)`` for a 1-d float32 ``x``, by :func:`_expf`."""
+    for i in range(x.size):
+        x[i] = _expf(x[i])
+
+
+@numba.njit(cache=True, nogil=True)
+def _column_sums(block, out):
+    """``out[:] = block.sum(axis=0)``, the rows added in order."""
+    out[:] = 0.0
+    for i in range(block.shape[0]):
+        for b in range(block.shape[1]):
+            out[b] += block[i, b]
+
+
+def _exp_in_place(x):
+    """``x[:] = b^x`` for a contiguous ``x``, ``b`` the base whose log is :func:`_ln_base`:
+    float32 by :func:`_expf` (base e), float64 by NumPy's :data:`_EXP`.
+
+    Overflow and underflow are expected here and handled by the caller (the rows whose sum
+    leaves the safe range are computed again), so NumPy is told not to warn.
+    """
+    if x.dtype == np.float32:
+        _expf_in_place(x.reshape(-1))
+        return
+    with np.errstate(over="ignore", under="ignore"):  # per thread: set in the worker
+        _EXP(x, out=x)
+
+
+def _ln_base(dtype):
+    """The log of the base of :func:`_exp_in_place` for ``dtype``."""
+    return 1.0 if dtype == np.float32 else _LN_BASE
 
 
 _BLOCK = 2048  # items per block of the exp pass: a block of U^T stays in cache for its sums
@@ -89,17 +191,12 @@ _BLOCK = 2048  # items per block of the exp pass: a block of U^T stays in cache 
 
 def _exp_blocks(lo, hi, scores_t, sums):
     """Blocks ``lo..hi-1`` of :data:`_BLOCK` rows of ``scores_t`` (V, B), already divided
-    by ``_LN_BASE``, exponentiated in place, and each block's column sums into its row of
-    ``sums`` (n_blocks, B).
-
-    Overflow and underflow are expected here and handled by the caller (the rows whose sum
-    leaves the safe range are computed again), so NumPy is told not to warn.
-    """
-    with np.errstate(over="ignore", under="ignore"):  # per thread: set in the worker
-        for i in range(lo, hi):
-            block = scores_t[i * _BLOCK:(i + 1) * _BLOCK]
-            _EXP(block, out=block)
-            np.add.reduce(block, axis=0, out=sums[i])
+    by the base's log, exponentiated in place, and each block's column sums into its row of
+    ``sums`` (n_blocks, B)."""
+    for i in range(lo, hi):
+        block = scores_t[i * _BLOCK:(i + 1) * _BLOCK]
+        _exp_in_place(block)
+        _column_sums(block, sums[i])
 
 
 _pool = None  # worker threads for _for_row_blocks, created on first use
@@ -160,10 +257,11 @@ def softmax_cross_entropy(h: np.ndarray, E: np.ndarray, targets: np.ndarray):
     check_loss_inputs("softmax_cross_entropy", h, E, targets)
     B = h.shape[0]
     rows = np.arange(B)
-    to_base = h.dtype.type(1.0 / _LN_BASE)
+    ln_base = _ln_base(h.dtype)
+    to_base = h.dtype.type(1.0 / ln_base)
     E1 = E[1:]  # (V, D) the candidates
     exp_t = E1 @ (h * to_base).T  # (V, B) S^T / ln b, turned into U^T = e^S^T in place
-    target_score = exp_t[targets - 1, rows].astype(np.float64) * _LN_BASE  # (B,) s_target
+    target_score = exp_t[targets - 1, rows].astype(np.float64) * ln_base  # (B,) s_target
     n_blocks = -(-exp_t.shape[0] // _BLOCK)
     sums = np.empty((n_blocks, B), dtype=h.dtype)  # (n_blocks, B) each block's column sums
     _for_row_blocks(_exp_blocks, n_blocks, exp_t, sums)
@@ -174,10 +272,10 @@ def softmax_cross_entropy(h: np.ndarray, E: np.ndarray, targets: np.ndarray):
         again = E1 @ (h[redo] * to_base).T  # (V, R)
         top = again.max(axis=0)  # (R,)
         again -= top
-        _EXP(again, out=again)
+        _exp_in_place(again)
         exp_t[:, redo] = again
         total[redo] = again.sum(axis=0)  # each >= 1, the max's own term
-        shift[redo] = top.astype(np.float64) * _LN_BASE
+        shift[redo] = top.astype(np.float64) * ln_base
     # loss_b = log sum_v e^(s_v) - s_target = log(total_b) + c_b - s_target
     loss = float(np.mean(np.log(total.astype(np.float64)) + shift - target_score))
     return loss, SoftmaxCrossEntropyCache(exp_t, total, targets, h, E)

@@ -282,26 +282,13 @@ def softmax_cross_entropy(h: np.ndarray, E: np.ndarray, targets: np.ndarray):
 
 
 def softmax_cross_entropy_backward(dloss: float, cache: SoftmaxCrossEntropyCache):
-    """Gradients of the fused loss for the session vectors and the (tied) table.
-
-    Parameters
-    ----------
-    dloss : float
-        Upstream gradient of the scalar loss (1.0 when it is the objective).
-    cache : SoftmaxCrossEntropyCache
-
-    Returns
-    -------
-    dh : np.ndarray, (B, D)
-    dE : np.ndarray, (V + 1, D)
-        Dense; ``dE[0] = 0`` since the padding row is never scored. The model adds the
-        embedding's own gradient to this one (tied weights).
+    """Gradients of the fused loss, ``(dh (B, D), dE (V + 1, D))``, as
+    :func:`srsan_np.ops.scoring.softmax_cross_entropy_backward` returns them.
 
     Notes
     -----
-    ``dS = dloss * (P - Y) / B`` with ``Y`` the one-hot targets (B, V); then the forward
-    line ``S = h E[1:]^T`` gives ``dh = dS E[1:]`` and ``dE[1:] = dS^T h``. Neither ``P``
-    nor ``dS`` is formed: with ``P = U / total`` (row ``b`` divided by ``total_b``) and
+    The textbook's ``dS = dloss (P - Y) / B``, ``dh = dS E[1:]``, ``dE[1:] = dS^T h``, with
+    neither ``P`` nor ``dS`` formed: with ``P = U / total`` (row ``b`` divided by ``total_b``) and
     ``c_b = dloss / (B total_b)``, the products split into a dense part and a one-hot part,
 
     ``dh[b]  = c_b (U E[1:])[b]  -  (dloss / B) E[targets[b]]``,

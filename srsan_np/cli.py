@@ -249,7 +249,8 @@ def _config_path(args):
 
 
 def _learner_kernels(directory):
-    """The kernel set of a learner's workspace, after saying which op comes from where."""
+    """``(kernels, origin)``: the kernel set of a learner's workspace and which op comes
+    from where (also printed)."""
     from srsan_np.exercises import learner_kernels
     if not directory.is_dir():
         raise DataError(f"--ops {directory}: no such workspace (start one: srsan-np exercises init {directory})")
@@ -257,7 +258,7 @@ def _learner_kernels(directory):
     print(f"ops: the exercises that pass their check in {directory} are yours, the reference serves the rest")
     for name, where in origin.items():
         print(f"  {name:<10} {where}")
-    return kernels
+    return kernels, origin
 
 
 def _read_config(config_path):
@@ -318,6 +319,19 @@ def _train_configs(args, config_path, dataset):
     return configs
 
 
+def _record_ops(out, args, origin):
+    """``ops.json`` in the run: which op came from the learner's workspace (``--ops``) and
+    which from the reference. A resume must train with ops as the run started: with or
+    without ``--ops``."""
+    from srsan_np.checkpoint import write_json
+    path = out / "ops.json"
+    if args.resume and path.exists() != (origin is not None):
+        started = "with --ops" if path.exists() else "without --ops"
+        raise DataError(f"--resume {out}: the run was started {started}; resume it the same way")
+    if origin is not None:
+        write_json(path, {"workspace": str(args.ops.resolve()), "ops": origin})
+
+
 @contextmanager
 def _open_run(out, args, inputs, model_config, train_config, dataset, source):
     """Check, lock and prepare the run directory ``out``, and hold its lock for the block.
@@ -370,10 +384,11 @@ def _run_train(args) -> int:
     print(f"data: {source}  items {dataset.n_items}  train {len(dataset.train)}  test {len(dataset.test)}")
     print(f"config: {config_path or 'the original defaults'}, flags on top")
     print(f"run directory: {out}", flush=True)
-    kernels = _learner_kernels(args.ops) if args.ops else None
+    kernels, origin = _learner_kernels(args.ops) if args.ops else (None, None)
     user_config = config_path if config_path and config_path.resolve().parent != PRESETS_DIR else None
     with _open_run(out, args, [args.data, args.input, user_config, args.ops], model_config,
                    train_config, dataset, source):
+        _record_ops(out, args, origin)
         summary = fit(dataset, model_config, train_config, out, resume=args.resume,
                       kernels=kernels)
 

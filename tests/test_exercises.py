@@ -1,6 +1,7 @@
 """The learner track: the workspace, the checker's verdicts, your ops training the model."""
 
 import itertools
+import json
 import os
 import shutil
 import subprocess
@@ -176,6 +177,12 @@ def test_train_with_your_layernorm(tmp_path, capsys):
     assert any(line.split() == ["linear", "reference", "(not", "done)"] for line in lines)
     assert out.index("layernorm  yours") < out.index("epoch  0")
     assert "SR-SAN" in out
+    recorded = json.loads((tmp_path / "run" / "ops.json").read_text())
+    assert recorded["workspace"] == str(ws.resolve()) and recorded["ops"]["layernorm"] == "yours"
+    # a run trained with your ops resumes with them, not without
+    resume = [arg for arg in argv if arg not in ("--ops", str(ws))] + ["--resume"]
+    assert main(resume) == 2
+    assert "started with --ops" in capsys.readouterr().err
     assert main(["train", "--ops", str(tmp_path / "nowhere"), "--epochs", "1"]) == 2
 
 

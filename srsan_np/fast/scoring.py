@@ -227,32 +227,18 @@ def _for_row_blocks(fn, n_rows, *args):
 
 
 def softmax_cross_entropy(h: np.ndarray, E: np.ndarray, targets: np.ndarray):
-    """Fused tied scoring, log-softmax and mean cross-entropy.
+    """Fused tied scoring, softmax and mean cross-entropy: the arguments and the loss of
+    :func:`srsan_np.ops.scoring.softmax_cross_entropy` (the loss taken in float64 from the
+    per-row terms).
 
-    Parameters
-    ----------
-    h : np.ndarray, (B, D), float32 or float64
-        Session vectors (from :func:`readout_forward`).
-    E : np.ndarray, (V + 1, D), same dtype
-        The embedding table; candidates are rows ``1..V``.
-    targets : np.ndarray, (B,) int, values in ``1..V``
-        The next clicked item of each session.
-
-    Returns
-    -------
-    loss : float
-        Mean cross-entropy over the batch (computed in float64 from the per-row terms).
-    cache : SoftmaxCrossEntropyCache
-        Holds the ``(B, V)`` unnormalised probabilities and their row sums
-        (``cache.probs`` gives the normalised ones).
+    The cache holds the unnormalised probabilities transposed, ``U^T`` (V, B), and their
+    sums; ``cache.probs`` gives the normalised ones, (B, V).
 
     Notes
     -----
-    ``s = h E[1:]^T`` (B, V); per row, with a shift ``c`` that keeps ``exp`` in range
-    (0, or the row's max when the row's sum would leave ``[2^-64, 2^64]``, see the module
-    notes): ``log p_v = (s_v - c) - log sum_u exp(s_u - c)``, the same for every ``c``, and
-    ``loss = -(1/B) sum_b log p_b,targets[b]-1``. This equals PyTorch's
-    ``nn.CrossEntropyLoss()(h @ E[1:].T, targets - 1)``.
+    ``s = h E[1:]^T``; per row, with a shift ``c`` that keeps ``exp`` in range (0, or the
+    row's max when the row's sum would leave ``[2^-64, 2^64]``, see the module notes):
+    ``log p_v = (s_v - c) - log sum_u exp(s_u - c)``, the same for every ``c``.
     """
     check_loss_inputs("softmax_cross_entropy", h, E, targets)
     B = h.shape[0]

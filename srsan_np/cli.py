@@ -76,8 +76,8 @@ def _run_preprocess(args) -> int:
     from srsan_np.data.pickles import write_pickle_files
     from srsan_np.data.preprocess import preprocess
     from srsan_np.data.readers import READERS
-    from srsan_np.data.store import atomic_directory, write_dataset_files
-    from srsan_np.runs import check_target, remove_leftovers
+    from srsan_np.data.store import write_dataset_files
+    from srsan_np.runs import atomic_directory, check_target, remove_leftovers
 
     if args.fraction is not None and args.dataset != "yoochoose":
         raise DataError("--fraction applies to --dataset yoochoose only")
@@ -341,9 +341,9 @@ def _open_run(out, args, inputs, model_config, train_config, dataset, source):
     was started with the same configuration on the same data.
     """
     from srsan_np.checkpoint import write_json
-    from srsan_np.data.store import atomic_write_stream, fingerprint
-    from srsan_np.runs import (MARKER, check_target, clear_run, remove_leftovers, run_lock,
-                               write_marker)
+    from srsan_np.data.store import fingerprint
+    from srsan_np.runs import (MARKER, atomic_write_stream, check_target, clear_run,
+                               remove_leftovers, run_lock, write_marker)
     from srsan_np.train import check_resume, run_configs
 
     check_target(out, "run", inputs, overwrite=True)  # only what is never replaced, before the lock

@@ -23,7 +23,7 @@ import numpy as np
 from numba import njit
 
 from srsan_np.errors import DataError
-from srsan_np.runs import atomic_directory, atomic_write_stream, write_marker  # noqa: F401 (re-exported)
+from srsan_np.runs import atomic_directory, write_marker
 
 
 @dataclass(frozen=True)

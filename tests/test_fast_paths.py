@@ -36,10 +36,10 @@ def close(a, b):
     return np.abs(a - b).max() / np.abs(b).max()
 
 
-def _scatter_rows(dq):
-    """(B, 1, D) gradient at LAST -> (B, T, D) zero elsewhere."""
-    full = np.zeros((B, T, dq.shape[-1]))
-    full[np.arange(B), LAST] = dq[:, 0]
+def _scatter_rows(d):
+    """(B, D) gradient at LAST -> (B, T, D) zero elsewhere."""
+    full = np.zeros((B, T, d.shape[-1]))
+    full[np.arange(B), LAST] = d
     return full
 
 
@@ -68,19 +68,47 @@ def test_attention_at_every_position_equals_the_textbook(mask):
 
 
 @pytest.mark.parametrize("mask", [None, MASK])
-def test_attention_queries_at_last_equal_the_textbook_rows(mask):
+def test_readout_attention_equals_the_textbook_rows(mask):
+    """Keys and values folded into the query: the textbook's output and weights at LAST,
+    and, given dout at LAST only, the textbook's gradients."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal((B, T, D))
     weights = _attention_weights(rng)
-    dq = rng.standard_normal((B, 1, D))
+    dq = rng.standard_normal((B, D))
     full, full_cache = attention.attention_forward(x, *weights, H, mask)
-    fast, fast_cache = fast_attention.attention_forward(x, *weights, H, mask, last=LAST)
-    assert fast.shape == (B, 1, D) and fast_cache.att.shape == (B, H, 1, T)
-    assert rel_error(fast[:, 0], full[np.arange(B), LAST]) < 1e-13
+    fast, fast_cache = fast_attention.readout_attention_forward(x, *weights, H, mask, 0.0,
+                                                                None, LAST)
+    assert fast.shape == (B, D) and fast_cache.att.shape == (B, H, 1, T)
+    assert rel_error(fast, full[np.arange(B), LAST]) < 1e-13
+    assert close(fast_cache.att[:, :, 0], full_cache.att[np.arange(B), :, LAST]) < 1e-14
     # the full op with dout only at LAST gives the same gradients as the fast one
-    for g_fast, g_full in zip(fast_attention.attention_backward(dq, fast_cache),
-                              attention.attention_backward(_scatter_rows(dq), full_cache)):
+    for g_fast, g_full in zip(fast_attention.readout_attention_backward(dq, fast_cache),
+                              attention.attention_backward(_scatter_rows(dq),
+                                                           full_cache)):
         assert close(g_fast, g_full) < 1e-12
+
+
+@pytest.mark.parametrize("p", [0.0, 0.3])
+def test_readout_attention_finite_differences(p):
+    """Its own backward, against finite differences of every input, with the padding mask
+    and with dropout off and on (a fixed seeded mask)."""
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((B, T, D))
+    weights = _attention_weights(rng)
+    dout = rng.standard_normal((B, D))
+
+    def forward(cache=False):
+        drop = np.random.default_rng(4) if p else None
+        out, c = fast_attention.readout_attention_forward(x, *weights, H, MASK, p, drop, LAST)
+        return (out, c) if cache else out
+
+    out, cache = forward(cache=True)
+    if p:
+        assert not cache.drop_cache.keep.all()  # some weight was dropped
+    grads = fast_attention.readout_attention_backward(dout, cache)
+    for name, arg, grad in zip(["x", "in_w", "in_b", "out_w", "out_b"], [x, *weights], grads):
+        numeric = richardson_gradient(forward, arg, dout, h=1e-3)
+        assert close(numeric, grad) < 1e-8, name
 
 
 def _sum_by_id(dx, ids):
@@ -161,26 +189,6 @@ def test_key_rows_without_mask_or_ids_is_every_position():
     assert fast_attention.key_rows(None, None, (B, T, D)) is None
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("n_queries", [1, 4])
-def test_query_sum_product_is_the_sum_over_queries(dtype, n_queries):
-    """The per-head ``a^T b`` of the backward: its one-query branch equals the sum."""
-    rng = np.random.default_rng(n_queries)
-    a = rng.standard_normal((3, 2, n_queries, 5)).astype(dtype)  # (B, H, Tq, M)
-    b = rng.standard_normal((3, 2, n_queries, 7)).astype(dtype)  # (B, H, Tq, N)
-    expected = np.einsum("bhqm,bhqn->bhmn", a.astype(np.float64), b.astype(np.float64))
-    got = fast_attention._query_sum_product(a, b)
-    assert got.shape == (3, 2, 5, 7) and got.dtype == dtype
-    tol = 1e-5 if dtype == np.float32 else 1e-13
-    np.testing.assert_allclose(got, expected, rtol=tol, atol=tol)
-    # into a strided view, as the attention backward does: the same values
-    halves = np.zeros((3, 5, 2, 2 * 7), dtype=dtype)  # (B, M, 2, H * N)
-    view = halves[:, :, 1].reshape(3, 5, 2, 7).transpose(0, 2, 1, 3)  # (B, H, M, N)
-    fast_attention._query_sum_product(a, b, out=view)
-    np.testing.assert_array_equal(view, got)
-    assert not halves[:, :, 0].any()
-
-
 def test_bad_hints_name_the_argument():
     rng = np.random.default_rng(8)
     x = rng.standard_normal((B, T, D))
@@ -188,7 +196,8 @@ def test_bad_hints_name_the_argument():
     with pytest.raises(ValueError, match="ids"):
         fast_attention.attention_forward(x, *weights, H, ids=np.ones((B, T)))
     with pytest.raises(ValueError, match="last"):
-        fast_attention.attention_forward(x, *weights, H, last=np.array([0, 1, T]))
+        fast_attention.readout_attention_forward(x, *weights, H, None, 0.0, None,
+                                                 np.array([0, 1, T]))
 
 
 # --------------------------------------------------------------------------- encoder layer
@@ -210,17 +219,18 @@ def test_encoder_layer_equals_the_textbook(mask):
 
 
 @pytest.mark.parametrize("mask", [None, MASK])
-def test_encoder_layer_at_last_equals_the_textbook_rows(mask):
+def test_readout_layer_equals_the_textbook_rows(mask):
     rng = np.random.default_rng(1)
     x = rng.standard_normal((B, T, D))
     layer = _layer(rng)
-    dq = rng.standard_normal((B, 1, D))
+    dh = rng.standard_normal((B, D))
     full, full_cache = encoder.encoder_layer_forward(x, layer, H, mask)
-    fast, fast_cache = fast_encoder.encoder_layer_forward(x, layer, H, mask, last=LAST)
-    assert fast.shape == (B, 1, D)
-    assert rel_error(fast[:, 0], full[np.arange(B), LAST]) < 1e-13
-    dx_fast, g_fast = fast_encoder.encoder_layer_backward(dq, fast_cache)
-    dx_full, g_full = encoder.encoder_layer_backward(_scatter_rows(dq), full_cache)
+    fast, fast_cache = fast_encoder.readout_layer_forward(x, layer, H, mask, 0.0, None, None,
+                                                          LAST)
+    assert fast.shape == (B, D)
+    assert rel_error(fast, full[np.arange(B), LAST]) < 1e-13
+    dx_fast, g_fast = fast_encoder.readout_layer_backward(dh, fast_cache)
+    dx_full, g_full = encoder.encoder_layer_backward(_scatter_rows(dh), full_cache)
     assert close(dx_fast, dx_full) < 1e-12
     for key in g_full:
         assert close(g_fast[key], g_full[key]) < 1e-12, key

@@ -24,6 +24,7 @@ from .attention import (
     readout_attention_backward,
     readout_attention_forward,
 )
+from .threads import blas_on_one_thread
 
 __all__ = [
     "encoder_layer_forward",
@@ -107,23 +108,29 @@ def encoder_layer_backward(dout, cache):
 
 def readout_layer_forward(x, layer, n_heads, key_mask, p, rng, ids, last):
     """The model's last layer and the read-out: ``h[b] = layer(x)[b, last[b]]``, (B, D),
-    computed at those positions only (``ids`` is not needed: no keys are projected)."""
+    computed at those positions only (``ids`` is not needed: no keys are projected).
+
+    Its products have ``B`` rows; BLAS runs them on the calling thread
+    (:func:`srsan_np.fast.threads.blas_on_one_thread`).
+    """
     check_layer("readout_layer_forward", x, layer)
-    a, attn = readout_attention_forward(x, *_attention_args(layer), n_heads, key_mask, p,
-                                        rng, last)  # (B, D)
-    return _tail_forward(x[np.arange(x.shape[0]), last], a, attn, layer, p, rng)
+    with blas_on_one_thread():
+        a, attn = readout_attention_forward(x, *_attention_args(layer), n_heads, key_mask, p,
+                                            rng, last)  # (B, D)
+        return _tail_forward(x[np.arange(x.shape[0]), last], a, attn, layer, p, rng)
 
 
 def readout_layer_backward(dh, cache):
     """Backward of :func:`readout_layer_forward`: ``(dx (B, T, D), dlayer)``."""
-    dsum, da, g = _tail_backward(dh, cache)
-    (
-        dx,
-        g["self_attn.in_proj_weight"],
-        g["self_attn.in_proj_bias"],
-        g["self_attn.out_proj.weight"],
-        g["self_attn.out_proj.bias"],
-    ) = readout_attention_backward(da, cache.attn)
+    with blas_on_one_thread():
+        dsum, da, g = _tail_backward(dh, cache)
+        (
+            dx,
+            g["self_attn.in_proj_weight"],
+            g["self_attn.in_proj_bias"],
+            g["self_attn.out_proj.weight"],
+            g["self_attn.out_proj.bias"],
+        ) = readout_attention_backward(da, cache.attn)
     last = cache.attn.last
     dx[np.arange(dx.shape[0]), last] += dsum  # the residual x[b, last[b]]: one row each
     return dx, {key: g[key] for key in LAYER_KEYS}

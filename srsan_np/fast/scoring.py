@@ -21,10 +21,11 @@ across its rows), and ``dh = (dS^T)^T E`` reads ``dS^T`` transposed. What change
   its notes). float64 keeps NumPy's ``exp``, or ``exp2`` where NumPy runs it with the same
   SIMD (``e^s = b^(s / ln b)`` for any base ``b``, and the ``1 / ln b`` costs nothing folded
   into ``h`` before the product; :func:`_fastest_exp` asks NumPy which it dispatches).
-- *every core, one pass.* The ``exp`` runs on blocks of items shared among threads (NumPy's
-  ufuncs and the Numba loops release the GIL). Each block's column sums are taken while the
-  block is still in cache, and the blocks' sums are added in order, so the row sums need no
-  second read of the scores and do not depend on the thread count.
+- *every core, in blocks.* The three products run on blocks of items shared among
+  threads (:mod:`srsan_np.fast.threads`, BLAS on one thread each): the forward's block of
+  ``S^T`` is exponentiated and its column sums taken while it is still in cache, and the
+  backward reads each block of ``U^T`` once for both its products. The blocks' sums are
+  added in block order, so the results do not depend on the thread count.
 - *no (B, V) array but the scores.* The probabilities are never normalised in memory
   (``P = U / total`` row by row, with ``U`` the exponentiated scores), so the ``1 / total``
   and the ``1 / B`` of the mean scale the small ``(B, D)`` operands of the backward
@@ -39,7 +40,6 @@ this op to the textbook one; docs/performance.md has what each saves.
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numba
@@ -49,6 +49,7 @@ from numba import types
 from numba.extending import intrinsic
 
 from ..ops.scoring import check_loss_inputs
+from .threads import for_row_blocks
 
 __all__ = ["SoftmaxCrossEntropyCache", "softmax_cross_entropy", "softmax_cross_entropy_backward"]
 
@@ -186,44 +187,34 @@ def _ln_base(dtype):
     return 1.0 if dtype == np.float32 else _LN_BASE
 
 
-_BLOCK = 2048  # items per block of the exp pass: a block of U^T stays in cache for its sums
+_BLOCK = 1024  # items per block: a block of U^T (B = 100) stays in a core's cache
 
 
-def _exp_blocks(lo, hi, scores_t, sums):
-    """Blocks ``lo..hi-1`` of :data:`_BLOCK` rows of ``scores_t`` (V, B), already divided
-    by the base's log, exponentiated in place, and each block's column sums into its row of
-    ``sums`` (n_blocks, B)."""
+def _n_blocks(n_items):
+    return -(-n_items // _BLOCK)
+
+
+def _forward_blocks(lo, hi, E1, h_t, exp_t, sums):
+    """Blocks ``lo..hi-1`` of :data:`_BLOCK` items: their scores ``E1 h_t`` (``h_t`` already
+    divided by the base's log) into ``exp_t`` (V, B), exponentiated in place, and each
+    block's column sums into its row of ``sums`` (n_blocks, B)."""
     for i in range(lo, hi):
-        block = scores_t[i * _BLOCK:(i + 1) * _BLOCK]
+        rows = slice(i * _BLOCK, (i + 1) * _BLOCK)
+        block = exp_t[rows]
+        np.matmul(E1[rows], h_t, out=block)
         _exp_in_place(block)
         _column_sums(block, sums[i])
 
 
-_pool = None  # worker threads for _for_row_blocks, created on first use
-
-
-def _for_row_blocks(fn, n_rows, *args):
-    """``fn(lo, hi, *args)`` on contiguous ranges of ``0..n_rows-1``, one per thread, and
-    wait for all.
-
-    NumPy's ufuncs release the GIL, so Python threads run them on all cores; each thread
-    owns its rows, so the result is the same whatever the thread count. The count is
-    Numba's (``NUMBA_NUM_THREADS`` or ``numba.set_num_threads``), one knob for both; the
-    pool is made on first use, not on import.
-    """
-    global _pool
-    n_threads = max(1, min(numba.get_num_threads(), n_rows))
-    if n_threads == 1:
-        fn(0, n_rows, *args)
-        return
-    bounds = np.linspace(0, n_rows, n_threads + 1).astype(int)
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=numba.config.NUMBA_NUM_THREADS - 1,
-                                   thread_name_prefix="srsan-rows")
-    futures = [_pool.submit(fn, bounds[i], bounds[i + 1], *args) for i in range(1, n_threads)]
-    fn(bounds[0], bounds[1], *args)  # the calling thread takes the first block
-    for future in futures:
-        future.result()  # re-raises a worker's exception here
+def _backward_blocks(lo, hi, U_t, E1, h_scaled, dh_parts, dE1):
+    """Blocks ``lo..hi-1``: each block's share of ``U E1`` into its row of ``dh_parts``
+    (n_blocks, B, D), and its rows of ``dE1 = U^T h_scaled``, one read of the block for
+    both."""
+    for i in range(lo, hi):
+        rows = slice(i * _BLOCK, (i + 1) * _BLOCK)
+        block = U_t[rows]  # (n, B)
+        np.matmul(block.T, E1[rows], out=dh_parts[i])
+        np.matmul(block, h_scaled, out=dE1[rows])
 
 
 def softmax_cross_entropy(h: np.ndarray, E: np.ndarray, targets: np.ndarray):
@@ -242,15 +233,14 @@ def softmax_cross_entropy(h: np.ndarray, E: np.ndarray, targets: np.ndarray):
     """
     check_loss_inputs("softmax_cross_entropy", h, E, targets)
     B = h.shape[0]
-    rows = np.arange(B)
     ln_base = _ln_base(h.dtype)
     to_base = h.dtype.type(1.0 / ln_base)
     E1 = E[1:]  # (V, D) the candidates
-    exp_t = E1 @ (h * to_base).T  # (V, B) S^T / ln b, turned into U^T = e^S^T in place
-    target_score = exp_t[targets - 1, rows].astype(np.float64) * ln_base  # (B,) s_target
-    n_blocks = -(-exp_t.shape[0] // _BLOCK)
-    sums = np.empty((n_blocks, B), dtype=h.dtype)  # (n_blocks, B) each block's column sums
-    _for_row_blocks(_exp_blocks, n_blocks, exp_t, sums)
+    # s_target in float64 from its two rows (the products below hold it only in blocks)
+    target_score = np.einsum("bd,bd->b", h.astype(np.float64), E[targets].astype(np.float64))
+    exp_t = np.empty((E1.shape[0], B), dtype=h.dtype)  # (V, B) S^T / ln b, then U^T = e^S^T
+    sums = np.empty((_n_blocks(E1.shape[0]), B), dtype=h.dtype)  # each block's column sums
+    for_row_blocks(_forward_blocks, len(sums), E1, (h * to_base).T, exp_t, sums)
     total = np.add.reduce(sums, axis=0)  # (B,) the blocks' sums added in order
     shift = np.zeros(B)  # (B,) c, the shift of each row: U = exp(s - c)
     redo = ~((total >= _SAFE_SUM[0]) & (total <= _SAFE_SUM[1]))  # NaN is redone too
@@ -289,12 +279,13 @@ def softmax_cross_entropy_backward(dloss: float, cache: SoftmaxCrossEntropyCache
     # dloss/ds_bv = (p_bv - [v == target_b]) / B, times the upstream dloss
     scale = dloss / B
     row_scale = (scale / total.astype(np.float64)).astype(U_t.dtype)[:, None]  # (B, 1) c_b
-    dh = U_t.T @ E[1:]  # (B, D), the dense part, then its row scaling and the one-hot part
-    dh *= row_scale
-    dh -= U_t.dtype.type(scale) * E[targets]
+    dh_parts = np.empty((_n_blocks(U_t.shape[0]), B, E.shape[1]), dtype=U_t.dtype)
     dE = np.empty_like(E)  # (V + 1, D)
     dE[0] = 0.0  # padding is never a candidate
-    np.matmul(U_t, h * row_scale, out=dE[1:])
+    for_row_blocks(_backward_blocks, len(dh_parts), U_t, E[1:], h * row_scale, dh_parts, dE[1:])
+    dh = np.add.reduce(dh_parts, axis=0)  # (B, D) U E[1:], the blocks' shares added in order
+    dh *= row_scale  # then its row scaling and the one-hot part
+    dh -= U_t.dtype.type(scale) * E[targets]
     # the one-hot part: rows of repeated targets accumulate (np.subtract.at, not -=)
     np.subtract.at(dE, targets, U_t.dtype.type(scale) * h)
     return dh, dE

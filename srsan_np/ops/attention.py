@@ -63,7 +63,7 @@ class AttentionCache(NamedTuple):
     out_cache: Any         # cache of the output projection y -> out
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def masked_softmax(scores, key_mask):
     """Softmax of each row of ``scores`` over the keys that ``key_mask`` marks real.
 
@@ -81,7 +81,7 @@ def masked_softmax(scores, key_mask):
     """
     B, H, Tq, T = scores.shape
     att = np.zeros_like(scores)  # (B, H, Tq, T)
-    for b in prange(B):
+    for b in range(B):
         for h in range(H):
             for t in range(Tq):
                 m = -np.inf
@@ -102,7 +102,7 @@ def masked_softmax(scores, key_mask):
 
 
 # >>> solution
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def masked_softmax_backward(datt, att):
     """Gradient of a row softmax: ``dS[s] = A[s] (dA[s] - sum_r A[r] dA[r])``.
 
@@ -111,7 +111,7 @@ def masked_softmax_backward(datt, att):
     """
     B, H, Tq, T = att.shape
     dscores = np.empty_like(att)  # (B, H, Tq, T)
-    for b in prange(B):
+    for b in range(B):
         for h in range(H):
             for t in range(Tq):
                 inner = 0.0

@@ -22,12 +22,12 @@ class EmbeddingCache(NamedTuple):
     n_rows: int  # V + 1, rows of the table
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def _embedding_forward_kernel(ids, W):
     N = ids.size
     D = W.shape[1]
     out = np.empty((N, D), dtype=W.dtype)  # (N, D)
-    for n in prange(N):  # each thread owns output row n
+    for n in range(N):  # each thread owns output row n
         row = ids[n]
         for d in range(D):
             out[n, d] = W[row, d]

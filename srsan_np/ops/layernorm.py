@@ -29,13 +29,13 @@ class LayerNormCache(NamedTuple):
 
 
 # >>> solution
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def _layernorm_forward_kernel(x, gamma, beta, eps):
     N, D = x.shape
     out = np.empty_like(x)  # (N, D)
     xhat = np.empty_like(x)  # (N, D)
     rstd = np.empty(N, dtype=x.dtype)  # (N,)
-    for i in prange(N):  # each thread owns row i
+    for i in range(N):  # each thread owns row i
         # float64 accumulators (0.0) keep float32 statistics accurate; two passes rather
         # than E[x^2] - E[x]^2, which cancels catastrophically for off-centre rows
         mean = 0.0
@@ -56,11 +56,11 @@ def _layernorm_forward_kernel(x, gamma, beta, eps):
     return out, xhat, rstd
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def _layernorm_backward_kernel(dout, xhat, rstd, gamma):
     N, D = dout.shape
     dx = np.empty_like(dout)  # (N, D)
-    for i in prange(N):  # each thread owns row i
+    for i in range(N):  # each thread owns row i
         # forward: out = xhat * gamma + beta, so dxhat = dout * gamma.
         # forward: xhat = (x - mean) * rstd, with mean and rstd functions of the row, so
         #   dx = rstd * (dxhat - mean_j(dxhat) - xhat * mean_j(dxhat * xhat)).

@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
-from srsan_np.fast import scoring
+from srsan_np.fast import scoring, threads
 from srsan_np.fast.scoring import softmax_cross_entropy, softmax_cross_entropy_backward
 from srsan_np.gradcheck import rel_error, richardson_gradient
 from srsan_np.ops import scoring as reference
@@ -155,7 +155,7 @@ def test_repeated_runs_and_thread_counts_are_identical(monkeypatch, dtype):
         return (np.array(loss), cache.probs, *softmax_cross_entropy_backward(1.0, cache))
 
     first = run()
-    monkeypatch.setattr(scoring.numba, "get_num_threads", lambda: 1)
+    monkeypatch.setattr(threads.numba, "get_num_threads", lambda: 1)
     for other in (run(), run()):
         for a, b in zip(other, first):
             np.testing.assert_array_equal(a, b)

@@ -20,9 +20,9 @@ The steps, forward (``h`` a head, ``t`` a query position, ``s`` a key position):
 The projections are the shared :mod:`srsan_np.ops.linear` op and the per-head products
 ``q k^T`` and ``A v`` are batched NumPy ``@`` over ``(B, H)``: matrix products, so BLAS.
 What is not a product, the softmax over the real keys and its backward, is a pair of Numba
-loops parallel over the batch axis: each thread owns its ``b`` and writes nothing outside
-it, so results do not depend on the thread count. Dropout sits where PyTorch puts it, on
-the attention weights after the softmax and before they multiply the values.
+loops on one thread (a batch's ``B H T T`` weights are too few to repay waking others).
+Dropout sits where PyTorch puts it, on the attention weights after the softmax and before
+they multiply the values.
 
 The backward (docs/derivations.md, section 6) runs the same lines in reverse; each product
 ``C = A B`` gives ``dA = dC B^T`` and ``dB = A^T dC``.
@@ -34,7 +34,7 @@ import math
 from typing import Any, NamedTuple
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .dropout import dropout_backward, dropout_forward
 from .linear import linear_backward, linear_forward

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 __all__ = ["EmbeddingCache", "embedding_forward", "embedding_backward"]
 
@@ -27,7 +27,7 @@ def _embedding_forward_kernel(ids, W):
     N = ids.size
     D = W.shape[1]
     out = np.empty((N, D), dtype=W.dtype)  # (N, D)
-    for n in range(N):  # each thread owns output row n
+    for n in range(N):
         row = ids[n]
         for d in range(D):
             out[n, d] = W[row, d]

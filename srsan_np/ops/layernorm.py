@@ -4,9 +4,9 @@ SR-SAN's encoder is post-LN, as PyTorch's ``TransformerEncoderLayer`` default:
 ``x = LN1(x + Dropout(Attn(x)))``, ``x = LN2(x + Dropout(FFN(x)))``.
 The derivation of the backward follows llm.c's ``doc/layernorm/layernorm.md``.
 
-Row kernels run in parallel over rows (each thread owns whole rows, so results do not depend
-on the thread count); the gain and bias gradients sum over rows, so they are a separate
-serial kernel with a fixed summation order.
+The kernels are plain loops over the rows, on one thread: a layer's rows are few enough
+(``B T`` of them) that waking other threads would cost more than it saves. The gain and
+bias gradients sum over rows, so they are a separate kernel with a fixed summation order.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 __all__ = ["LayerNormCache", "layernorm_forward", "layernorm_backward"]
 
@@ -35,7 +35,7 @@ def _layernorm_forward_kernel(x, gamma, beta, eps):
     out = np.empty_like(x)  # (N, D)
     xhat = np.empty_like(x)  # (N, D)
     rstd = np.empty(N, dtype=x.dtype)  # (N,)
-    for i in range(N):  # each thread owns row i
+    for i in range(N):
         # float64 accumulators (0.0) keep float32 statistics accurate; two passes rather
         # than E[x^2] - E[x]^2, which cancels catastrophically for off-centre rows
         mean = 0.0
@@ -60,7 +60,7 @@ def _layernorm_forward_kernel(x, gamma, beta, eps):
 def _layernorm_backward_kernel(dout, xhat, rstd, gamma):
     N, D = dout.shape
     dx = np.empty_like(dout)  # (N, D)
-    for i in range(N):  # each thread owns row i
+    for i in range(N):
         # forward: out = xhat * gamma + beta, so dxhat = dout * gamma.
         # forward: xhat = (x - mean) * rstd, with mean and rstd functions of the row, so
         #   dx = rstd * (dxhat - mean_j(dxhat) - xhat * mean_j(dxhat * xhat)).

@@ -7,12 +7,14 @@ quotes it.
 
 - NumPy's ``exp`` and ``exp2`` and the library's float32 ``exp`` (:func:`_expf`) on the
   scores (per element);
-- the softmax beyond its product: the fast pass (no max pass, the block sums taken in the
-  pass, on every thread) against the textbook's (a max pass, shift, ``exp``, row sums);
-- the fast pass on one thread and on all of them;
-- the row sums: taken per block in the pass, against a BLAS product ``U 1`` after it;
-- the per-head outer product of the one-query backward: the Numba loop, NumPy's batched
-  ``@`` with an inner dimension of 1, a broadcast multiply (into the strided halves);
+- the scoring head's forward (the product, ``exp``, row sums): the fast op's item blocks on
+  the fast path's threads, BLAS on one thread each, against NumPy's product (BLAS on every
+  thread) and the textbook's softmax after it (a max pass, shift, ``exp``, row sums); the
+  blocks on one thread;
+- its two backward products: the fast op's blocks (one read of each block of ``U^T`` for
+  both) against NumPy's two products;
+- the read-out attention, forward and backward: keys and values folded into the query
+  (the fast op) against the textbook's attention at every position;
 - Adam: a layer's twelve small arrays on one thread against on all of them;
 - an OpenBLAS worker's spin: the CPU time a 20 ms sleep right after a product costs, with
   ``OPENBLAS_THREAD_TIMEOUT`` at its default and at 4 (fresh interpreters).
@@ -35,7 +37,9 @@ import numba
 import numpy as np
 
 from srsan_np.fast import scoring
-from srsan_np.fast.attention import _query_sum_product
+from srsan_np.fast import attention as fast_attention
+from srsan_np.fast import threads
+from srsan_np.ops import attention as textbook_attention
 from srsan_np.fast.optim import _adam_serial_kernel
 from srsan_np.optim import adam_kernel
 
@@ -64,20 +68,24 @@ def textbook_softmax(S):
     return S.sum(axis=1)
 
 
-def fast_softmax(S_t, threads=None):
-    n_blocks = -(-S_t.shape[0] // scoring._BLOCK)
-    sums = np.empty((n_blocks, S_t.shape[1]), S_t.dtype)
-    if threads == 1:
-        scoring._exp_blocks(0, n_blocks, S_t, sums)
+def fast_forward(h, E, n_threads=None):
+    """The fast op's forward blocks: ``S^T`` block by block, exponentiated, summed."""
+    exp_t = np.empty((E.shape[0] - 1, h.shape[0]), h.dtype)
+    sums = np.empty((scoring._n_blocks(exp_t.shape[0]), h.shape[0]), h.dtype)
+    if n_threads == 1:
+        with threads.blas_on_one_thread():
+            scoring._forward_blocks(0, len(sums), E[1:], h.T, exp_t, sums)
     else:
-        scoring._for_row_blocks(scoring._exp_blocks, n_blocks, S_t, sums)
-    return np.add.reduce(sums, axis=0)
+        threads.for_row_blocks(scoring._forward_blocks, len(sums), E[1:], h.T, exp_t, sums)
+    return exp_t
 
 
-def exp_then_blas_sums(S_t):
-    scoring._for_row_blocks(lambda lo, hi: scoring._exp_in_place(
-        S_t[lo * scoring._BLOCK:hi * scoring._BLOCK]), -(-S_t.shape[0] // scoring._BLOCK))
-    return np.ones(S_t.shape[0], S_t.dtype) @ S_t
+def fast_backward(U_t, E, h):
+    """The fast op's backward blocks: ``U E[1:]`` in block shares and ``U^T h``."""
+    parts = np.empty((scoring._n_blocks(U_t.shape[0]), U_t.shape[1], E.shape[1]), U_t.dtype)
+    dE1 = np.empty((U_t.shape[0], E.shape[1]), U_t.dtype)
+    threads.for_row_blocks(scoring._backward_blocks, len(parts), U_t, E[1:], h, parts, dE1)
+    return np.add.reduce(parts, axis=0), dE1
 
 
 SPIN = """
@@ -114,11 +122,10 @@ def main() -> int:
           f"Numba {numba.get_num_threads()} threads; B={B}, V={V:,}, float32")
     rng = np.random.default_rng(0)
     scores = (rng.standard_normal((B, V)) * 2).astype(np.float32)  # (B, V)
-    work, work_t = np.empty_like(scores), np.empty_like(scores.T, order="C")  # (B, V), (V, B)
+    work = np.empty_like(scores)  # (B, V)
 
     def fresh():
         np.copyto(work, scores)
-        np.copyto(work_t, scores.T)
 
     ms = interleaved({
         "exp": lambda: np.exp(work, out=work),
@@ -129,28 +136,48 @@ def main() -> int:
           f"exp2 {ms['exp2'] * 1e6 / scores.size:.2f} ns/element, "
           f"_expf {ms['ours'] * 1e6 / scores.size:.2f} ns/element "
           f"(float32 uses _expf, float64 {scoring._EXP.__name__})")
+    E = (rng.standard_normal((V + 1, D)) * 0.1).astype(np.float32)  # (V + 1, D)
+    h = rng.standard_normal((B, D)).astype(np.float32)  # (B, D)
+    S = np.empty((B, V), np.float32)
     ms = interleaved({
-        "textbook": lambda: textbook_softmax(work),
-        "fast": lambda: fast_softmax(work_t),
-        "fast, one thread": lambda: fast_softmax(work_t, threads=1),
-        "exp, then U 1": lambda: exp_then_blas_sums(work_t),
-    }, reps, fresh)
-    print(f"softmax beyond its product: textbook (max pass, exp, sums) {ms['textbook']:.2f} ms, "
-          f"fast {ms['fast']:.2f} ms; fast on one thread {ms['fast, one thread']:.2f} ms; "
-          f"sums by a BLAS U 1 after the pass {ms['exp, then U 1']:.2f} ms")
+        "numpy": lambda: textbook_softmax(np.matmul(h, E[1:].T, out=S)),
+        "product alone": lambda: np.matmul(h, E[1:].T, out=S),
+        "fast": lambda: fast_forward(h, E),
+        "fast, one thread": lambda: fast_forward(h, E, n_threads=1),
+    }, reps)
+    print(f"scoring forward (product, exp, sums): NumPy's product + the textbook softmax "
+          f"{ms['numpy']:.2f} ms (the product alone {ms['product alone']:.2f}); fast blocks "
+          f"{ms['fast']:.2f} ms, on one thread {ms['fast, one thread']:.2f} ms")
+    U_t = fast_forward(h, E)
+    dE1 = np.empty((V, D), np.float32)
+    ms = interleaved({
+        "numpy": lambda: (U_t.T @ E[1:], np.matmul(U_t, h, out=dE1)),
+        "fast": lambda: fast_backward(U_t, E, h),
+    }, reps)
+    print(f"scoring backward products: NumPy's two {ms['numpy']:.2f} ms, fast blocks "
+          f"{ms['fast']:.2f} ms")
 
     for T in (15, 48):
-        a = rng.standard_normal((B, 2, 1, T)).astype(np.float32)  # (B, H, 1, T)
-        b = rng.standard_normal((B, 2, 1, D // 2)).astype(np.float32)  # (B, H, 1, dh)
-        halves = np.empty((B, T, 2 * D), np.float32)
-        out = halves[..., D:].reshape(B, T, 2, D // 2).transpose(0, 2, 1, 3)  # (B, H, T, dh)
-        ms = interleaved({
-            "loop": lambda: _query_sum_product(a, b, out=out),
-            "@": lambda: np.matmul(a.transpose(0, 1, 3, 2), b, out=out),
-            "broadcast": lambda: np.multiply(a.transpose(0, 1, 3, 2), b, out=out),
-        }, reps * 5)
-        print(f"one-query outer product, T={T}: loop {ms['loop'] * 1e3:.0f} us, "
-              f"@ {ms['@'] * 1e3:.0f} us, broadcast {ms['broadcast'] * 1e3:.0f} us")
+        x = rng.standard_normal((B, T, D)).astype(np.float32)  # (B, T, D)
+        weights = [(rng.standard_normal(shape) * 0.1).astype(np.float32)
+                   for shape in [(3 * D, D), (3 * D,), (D, D), (D,)]]
+        last = np.full(B, T - 1)
+        dout = rng.standard_normal((B, D)).astype(np.float32)
+        dfull = np.zeros((B, T, D), np.float32)
+        dfull[:, T - 1] = dout
+
+        def folded():
+            with threads.blas_on_one_thread():
+                out, cache = fast_attention.readout_attention_forward(x, *weights, 2, None,
+                                                                      0.0, None, last)
+                return fast_attention.readout_attention_backward(dout, cache)
+
+        def textbook():
+            out, cache = textbook_attention.attention_forward(x, *weights, 2)
+            return textbook_attention.attention_backward(dfull, cache)
+        ms = interleaved({"folded": folded, "textbook": textbook}, reps * 2)
+        print(f"read-out attention fwd + bwd, T={T}: folded {ms['folded'] * 1e3:.0f} us, "
+              f"the textbook's at every position {ms['textbook'] * 1e3:.0f} us")
 
     from srsan_np.ops.encoder import layer_shapes
     arrays = [[rng.standard_normal(s).astype(np.float32).reshape(-1) for _ in range(4)]

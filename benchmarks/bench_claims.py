@@ -7,12 +7,13 @@ quotes it.
 
 - NumPy's ``exp`` and ``exp2`` and the library's float32 ``exp`` (:func:`_expf`) on the
   scores (per element);
-- the scoring head's forward (the product, ``exp``, row sums): the fast op's item blocks on
-  the fast path's threads, BLAS on one thread each, against NumPy's product (BLAS on every
-  thread) and the textbook's softmax after it (a max pass, shift, ``exp``, row sums); the
-  blocks on one thread;
-- its two backward products: the fast op's blocks (one read of each block of ``U^T`` for
-  both) against NumPy's two products;
+- the scoring head's forward (the product, ``exp``, row sums, and ``dh``'s product ``U E``):
+  the fast op's item blocks on the fast path's threads, BLAS on one thread each, against
+  NumPy's products (BLAS on every thread) with the textbook's softmax between them (a max
+  pass, shift, ``exp``, row sums); the blocks on one thread;
+- the tied table's gradient and its Adam update: made block by block inside the fast
+  Adam's update (:class:`srsan_np.fast.table.TableGradient`) against NumPy's ``dE``
+  product followed by the Adam kernel's pass;
 - the read-out attention, forward and backward: keys and values folded into the query
   (the fast op) against the textbook's attention at every position;
 - Adam: a layer's twelve small arrays on one thread against on all of them;
@@ -40,7 +41,9 @@ from srsan_np.fast import scoring
 from srsan_np.fast import attention as fast_attention
 from srsan_np.fast import threads
 from srsan_np.ops import attention as textbook_attention
+from srsan_np.fast import optim as fast_optim
 from srsan_np.fast.optim import _adam_serial_kernel
+from srsan_np.fast.table import TableGradient
 from srsan_np.optim import adam_kernel
 
 B, V, D = 100, 43_188, 96
@@ -69,23 +72,18 @@ def textbook_softmax(S):
 
 
 def fast_forward(h, E, n_threads=None):
-    """The fast op's forward blocks: ``S^T`` block by block, exponentiated, summed."""
+    """The fast op's forward blocks: ``S^T`` block by block, exponentiated, summed, and
+    each block's share of ``U E``."""
     exp_t = np.empty((E.shape[0] - 1, h.shape[0]), h.dtype)
     sums = np.empty((scoring._n_blocks(exp_t.shape[0]), h.shape[0]), h.dtype)
+    parts = np.empty((len(sums), h.shape[0], E.shape[1]), h.dtype)
+    args = (E[1:], h.T, exp_t, sums, parts)
     if n_threads == 1:
         with threads.blas_on_one_thread():
-            scoring._forward_blocks(0, len(sums), E[1:], h.T, exp_t, sums)
+            scoring._forward_blocks(0, len(sums), *args)
     else:
-        threads.for_row_blocks(scoring._forward_blocks, len(sums), E[1:], h.T, exp_t, sums)
+        threads.for_row_blocks(scoring._forward_blocks, len(sums), *args)
     return exp_t
-
-
-def fast_backward(U_t, E, h):
-    """The fast op's backward blocks: ``U E[1:]`` in block shares and ``U^T h``."""
-    parts = np.empty((scoring._n_blocks(U_t.shape[0]), U_t.shape[1], E.shape[1]), U_t.dtype)
-    dE1 = np.empty((U_t.shape[0], E.shape[1]), U_t.dtype)
-    threads.for_row_blocks(scoring._backward_blocks, len(parts), U_t, E[1:], h, parts, dE1)
-    return np.add.reduce(parts, axis=0), dE1
 
 
 SPIN = """
@@ -139,23 +137,40 @@ def main() -> int:
     E = (rng.standard_normal((V + 1, D)) * 0.1).astype(np.float32)  # (V + 1, D)
     h = rng.standard_normal((B, D)).astype(np.float32)  # (B, D)
     S = np.empty((B, V), np.float32)
+    def numpy_forward():
+        textbook_softmax(np.matmul(h, E[1:].T, out=S))
+        return S @ E[1:]
     ms = interleaved({
-        "numpy": lambda: textbook_softmax(np.matmul(h, E[1:].T, out=S)),
-        "product alone": lambda: np.matmul(h, E[1:].T, out=S),
+        "numpy": numpy_forward,
+        "products alone": lambda: (np.matmul(h, E[1:].T, out=S), S @ E[1:]),
         "fast": lambda: fast_forward(h, E),
         "fast, one thread": lambda: fast_forward(h, E, n_threads=1),
     }, reps)
-    print(f"scoring forward (product, exp, sums): NumPy's product + the textbook softmax "
-          f"{ms['numpy']:.2f} ms (the product alone {ms['product alone']:.2f}); fast blocks "
+    print(f"scoring forward (S, exp, sums, U E): NumPy's products + the textbook softmax "
+          f"{ms['numpy']:.2f} ms (the products alone {ms['products alone']:.2f}); fast blocks "
           f"{ms['fast']:.2f} ms, on one thread {ms['fast, one thread']:.2f} ms")
     U_t = fast_forward(h, E)
-    dE1 = np.empty((V, D), np.float32)
+    targets = rng.integers(1, V + 1, B)
+    table_ = [E.copy(), np.zeros_like(E), np.zeros_like(E)]  # p, m, v
+    dE = np.empty_like(E)
+    scalars = (np.float32(0.1), np.float32(0.999), np.float32(0.001), np.float32(1e-5),
+               np.float32(1e-3), np.float32(0.5), np.float32(1e-8))
+
+    def numpy_then_adam():
+        dE[0] = 0.0
+        np.matmul(U_t, h, out=dE[1:])
+        np.subtract.at(dE, targets, h)
+        adam_kernel(table_[0].reshape(-1), dE.reshape(-1), table_[1].reshape(-1),
+                    table_[2].reshape(-1), *scalars)
+
+    adam = fast_optim.Adam({"E": table_[0]})
     ms = interleaved({
-        "numpy": lambda: (U_t.T @ E[1:], np.matmul(U_t, h, out=dE1)),
-        "fast": lambda: fast_backward(U_t, E, h),
+        "numpy": numpy_then_adam,
+        "fast": lambda: adam._update(table_[0], TableGradient(U_t, h, targets, h, V + 1),
+                                     table_[1], table_[2], *scalars),
     }, reps)
-    print(f"scoring backward products: NumPy's two {ms['numpy']:.2f} ms, fast blocks "
-          f"{ms['fast']:.2f} ms")
+    print(f"the table's gradient and update: NumPy's dE product, then Adam's pass "
+          f"{ms['numpy']:.2f} ms; made in Adam's blocks {ms['fast']:.2f} ms")
 
     for T in (15, 48):
         x = rng.standard_normal((B, T, D)).astype(np.float32)  # (B, T, D)

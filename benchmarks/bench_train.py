@@ -153,7 +153,8 @@ def measure_step(dataset, reps):
         dropout_rng = np.random.default_rng(1)
 
         def step(batch):
-            loss, grads = model.loss_and_grads(params, batch, config, dropout_rng, name)
+            loss, grads = model.loss_and_grads(params, batch, config, dropout_rng, name,
+                                               for_optimizer=True)
             optimizer.step(grads)
         return step
 
@@ -206,14 +207,13 @@ def measure_diagnostics(dataset, epochs_ends=3):
     norms) count at their real rate. The per-epoch part (attention on the probe batch, the
     file's rewrite) is spread over the steps of one epoch of ``dataset``.
     """
-    from srsan_np import model
+    from srsan_np import kernels, model
     from srsan_np.data import iterate_batches
     from srsan_np.diagnostics import Diagnostics
-    from srsan_np.optim import Adam
 
     config = model.Config(n_items=dataset.n_items)
     params = model.init_params(config, 0)
-    optimizer = Adam(params, weight_decay=1e-5)
+    optimizer = kernels.get("fast").Adam(params, weight_decay=1e-5)
     dropout_rng = np.random.default_rng(1)
     with tempfile.TemporaryDirectory() as run_dir:
         diagnostics = Diagnostics(run_dir, params, config, dataset.test)
@@ -223,12 +223,14 @@ def measure_diagnostics(dataset, epochs_ends=3):
         for batch in batches[:3]:  # compile and warm the caches
             optimizer.step(model.loss_and_grads(params, batch, config, dropout_rng)[1])
         plain, hooked, hooks = [], [], []
-        for i in range(reps):
+        for i in range(reps):  # as train.fit runs them without and with the diagnostics
             start = time.perf_counter()
-            optimizer.step(model.loss_and_grads(params, batches[3 + 2 * i], config, dropout_rng)[1])
+            optimizer.step(model.loss_and_grads(params, batches[3 + 2 * i], config, dropout_rng,
+                                                for_optimizer=True)[1])
             plain.append(time.perf_counter() - start)
             start = time.perf_counter()
-            loss, grads = model.loss_and_grads(params, batches[4 + 2 * i], config, dropout_rng)
+            loss, grads = model.loss_and_grads(params, batches[4 + 2 * i], config, dropout_rng,
+                                               for_optimizer=not diagnostics.reads_gradients(i))
             before = time.perf_counter()
             diagnostics.before_step(0, i, loss, grads)
             hook = time.perf_counter() - before

@@ -141,6 +141,11 @@ class Diagnostics:
 
     # ------------------------------------------------------------------ the hooks
 
+    def reads_gradients(self, step):
+        """Whether :meth:`before_step` reads the gradients of step ``step`` (a sampled
+        step): those must be arrays (``model.loss_and_grads(..., for_optimizer=False)``)."""
+        return step % self.every == 0
+
     def before_step(self, epoch, step, loss, grads):
         """Record step ``step`` of ``epoch`` (its loss and, if sampled, its gradients)."""
         steps = self.data["steps"]
@@ -149,7 +154,7 @@ class Diagnostics:
         steps["epoch"].append(epoch)
         steps["loss"].append(_short(loss))
         steps["loss_smoothed"].append(_short(self._ema / (1.0 - BETA ** n)))
-        if step % self.every == 0:
+        if self.reads_gradients(step):
             sampled = self.data["sampled"]
             sampled["step"].append(n - 1)
             sampled["epoch"].append(epoch)

@@ -25,7 +25,10 @@ takes the upstream gradient and the cache of its forward):
   the model's last layer, then the read-out ``h[b] = out[b, last[b]]`` (B, D);
   ``readout_layer_backward(dh, cache) -> (dx, dlayer)``.
 - ``softmax_cross_entropy(h, E, targets) -> (loss, cache)``;
-  ``softmax_cross_entropy_backward(dloss, cache) -> (dh, dE)``.
+  ``softmax_cross_entropy_backward(dloss, cache) -> (dh, dE)``. ``dE`` may be an object
+  of the set's own that its ``embedding_backward`` adds into and its ``Adam`` updates from
+  (the fast set's :class:`srsan_np.fast.table.TableGradient`), as long as ``np.asarray``
+  makes it the array.
 - ``scores_forward(h, E) -> scores`` (B, V).
 - ``Adam``: a class with :class:`srsan_np.optim.Adam`'s constructor and methods.
 
@@ -117,14 +120,14 @@ def _reference() -> Kernels:
 
 @cache
 def _fast() -> Kernels:
-    from .fast import encoder, optim, scoring
+    from .fast import encoder, optim, scoring, table
     from .ops import embedding
     from .ops.scoring import scores_forward
 
     return Kernels(
         name="fast",
         embedding_forward=embedding.embedding_forward,
-        embedding_backward=embedding.embedding_backward,
+        embedding_backward=table.embedding_backward,
         encoder_layer_forward=encoder.encoder_layer_forward,
         encoder_layer_backward=encoder.encoder_layer_backward,
         readout_layer_forward=encoder.readout_layer_forward,

@@ -253,7 +253,7 @@ def _encode(params, batch, config, rng, K):
     return h, emb_cache, layer_caches
 
 
-def loss_and_grads(params, batch, config, rng, kernels="fast"):
+def loss_and_grads(params, batch, config, rng, kernels="fast", for_optimizer=False):
     """Mean cross-entropy of the next click and the gradient of every parameter.
 
     Parameters
@@ -269,12 +269,17 @@ def loss_and_grads(params, batch, config, rng, kernels="fast"):
         The kernel set (see :mod:`srsan_np.kernels`). Without dropout every set gives the
         same loss and gradients up to rounding; with dropout each is exact for its own
         masks, which the fast set draws for fewer positions.
+    for_optimizer : bool
+        True: the gradients go straight to the kernel set's ``Adam``, which may take a
+        gradient in the set's own form (the fast set's embedding-table gradient, made block
+        by block inside Adam's update; ``np.asarray`` gives its array). False: every
+        gradient an array.
 
     Returns
     -------
     loss : float
     grads : dict[str, np.ndarray]
-        The same keys, shapes and dtype as ``params``.
+        The same keys, shapes and dtype as ``params`` (see ``for_optimizer``).
 
     Notes
     -----
@@ -304,6 +309,8 @@ def loss_and_grads(params, batch, config, rng, kernels="fast"):
         grads["position.weight"] = dP
     # forward: x = E[ids]; the lookup path's share of the tied table, added in place
     grads["embedding.weight"] = K.embedding_backward(dx, emb_cache, dE_scores)
+    if not for_optimizer:
+        grads["embedding.weight"] = np.asarray(grads["embedding.weight"])
     return loss, {name: grads[name] for name in params}
 
 

@@ -143,18 +143,17 @@ class Adam:
         bias2_sqrt = (1.0 - beta2 ** self.t) ** 0.5  # as torch rounds it
         for name, p in self.params.items():
             cast = p.dtype.type
-            # elementwise: the result is the same on any number of threads
-            self._kernel(p)(p.reshape(-1), np.ascontiguousarray(grads[name]).reshape(-1),
-                            self.m[name].reshape(-1), self.v[name].reshape(-1),
-                            cast(1.0 - beta1), cast(beta2), cast(1.0 - beta2),
-                            cast(self.weight_decay), cast(step_size), cast(bias2_sqrt),
-                            cast(self.eps))
+            self._update(p, grads[name], self.m[name], self.v[name], cast(1.0 - beta1),
+                         cast(beta2), cast(1.0 - beta2), cast(self.weight_decay),
+                         cast(step_size), cast(bias2_sqrt), cast(self.eps))
         # <<< solution
 
     # >>> solution
-    def _kernel(self, p):
-        """The kernel that updates ``p``: the parallel one for every array."""
-        return adam_kernel
+    def _update(self, p, g, m, v, *scalars):
+        """One array's update, in place: the parallel kernel over the flat arrays
+        (elementwise, so the result is the same on any number of threads)."""
+        adam_kernel(p.reshape(-1), np.ascontiguousarray(g).reshape(-1), m.reshape(-1),
+                    v.reshape(-1), *scalars)
     # <<< solution
 
     def state_dict(self):

@@ -398,8 +398,10 @@ def fit(dataset, model_config, train_config, run_dir=None, resume=False, log=pri
                    total=n_batches, desc=f"epoch {epoch}", leave=False, **bar_options)
         loss_sum, seen = 0.0, 0
         for i, batch in enumerate(bar):
+            # for the optimizer alone, unless the diagnostics read this step's gradients
+            for_optimizer = diagnostics is None or not diagnostics.reads_gradients(i)
             loss, grads = model.loss_and_grads(params, batch, model_config, dropout_rng,
-                                               kernels)
+                                               kernels, for_optimizer=for_optimizer)
             if _diverged(loss, model_config.n_items):
                 raise TrainingDiverged(_diverged_message(
                     f"the loss reached {loss:.3g} in batch {i} (a uniform guess scores "

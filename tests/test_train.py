@@ -85,9 +85,9 @@ def _tamper_after(monkeypatch, n_calls, change):
     real = model.loss_and_grads
     calls = {"n": 0}
 
-    def tampered(params, batch, config, rng, kernels="fast"):
+    def tampered(params, batch, config, rng, kernels="fast", for_optimizer=False):
         calls["n"] += 1
-        loss, grads = real(params, batch, config, rng, kernels)
+        loss, grads = real(params, batch, config, rng, kernels, for_optimizer)
         return change(loss, grads) if calls["n"] > n_calls else (loss, grads)
 
     monkeypatch.setattr(model, "loss_and_grads", tampered)

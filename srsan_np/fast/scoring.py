@@ -21,11 +21,14 @@ across its rows), and ``dh = (dS^T)^T E`` reads ``dS^T`` transposed. What change
   its notes). float64 keeps NumPy's ``exp``, or ``exp2`` where NumPy runs it with the same
   SIMD (``e^s = b^(s / ln b)`` for any base ``b``, and the ``1 / ln b`` costs nothing folded
   into ``h`` before the product; :func:`_fastest_exp` asks NumPy which it dispatches).
-- *every core, in blocks.* The three products run on blocks of items shared among
-  threads (:mod:`srsan_np.fast.threads`, BLAS on one thread each): the forward's block of
-  ``S^T`` is exponentiated and its column sums taken while it is still in cache, and the
-  backward reads each block of ``U^T`` once for both its products. The blocks' sums are
-  added in block order, so the results do not depend on the thread count.
+- *every core, in blocks.* The products run on blocks of items shared among threads
+  (:mod:`srsan_np.fast.threads`, BLAS on one thread each). The forward's block of ``S^T``
+  is exponentiated, its column sums taken and its share of ``U E`` (the backward's ``dh``)
+  made while it is still in cache; the blocks' sums and shares are added in block order,
+  so the results do not depend on the thread count.
+- *the table's gradient left to Adam.* ``dE`` is returned as a
+  :class:`srsan_np.fast.table.TableGradient`, its parts kept, and made block by block where
+  Adam reads it (or whole, by ``np.asarray``).
 - *no (B, V) array but the scores.* The probabilities are never normalised in memory
   (``P = U / total`` row by row, with ``U`` the exponentiated scores), so the ``1 / total``
   and the ``1 / B`` of the mean scale the small ``(B, D)`` operands of the backward
@@ -49,6 +52,7 @@ from numba import types
 from numba.extending import intrinsic
 
 from ..ops.scoring import check_loss_inputs
+from .table import TableGradient
 from .threads import for_row_blocks
 
 __all__ = ["SoftmaxCrossEntropyCache", "softmax_cross_entropy", "softmax_cross_entropy_backward"]
@@ -62,6 +66,7 @@ class SoftmaxCrossEntropyCache(NamedTuple):
     targets: np.ndarray  # (B,) int, items in 1..V
     h: np.ndarray  # (B, D) session vectors
     E: np.ndarray  # (V + 1, D) embedding table
+    U_E: np.ndarray  # (B, D) U E[1:], the dense part of dh before its row scaling
 
     @property
     def probs(self) -> np.ndarray:
@@ -194,27 +199,23 @@ def _n_blocks(n_items):
     return -(-n_items // _BLOCK)
 
 
-def _forward_blocks(lo, hi, E1, h_t, exp_t, sums):
+def _forward_blocks(lo, hi, E1, h_t, exp_t, sums, U_E_parts):
     """Blocks ``lo..hi-1`` of :data:`_BLOCK` items: their scores ``E1 h_t`` (``h_t`` already
-    divided by the base's log) into ``exp_t`` (V, B), exponentiated in place, and each
-    block's column sums into its row of ``sums`` (n_blocks, B)."""
-    for i in range(lo, hi):
-        rows = slice(i * _BLOCK, (i + 1) * _BLOCK)
-        block = exp_t[rows]
-        np.matmul(E1[rows], h_t, out=block)
-        _exp_in_place(block)
-        _column_sums(block, sums[i])
+    divided by the base's log) into ``exp_t`` (V, B), exponentiated in place, each block's
+    column sums into its row of ``sums`` (n_blocks, B), and its share of ``U E1`` into its
+    row of ``U_E_parts`` (n_blocks, B, D).
 
-
-def _backward_blocks(lo, hi, U_t, E1, h_scaled, dh_parts, dE1):
-    """Blocks ``lo..hi-1``: each block's share of ``U E1`` into its row of ``dh_parts``
-    (n_blocks, B, D), and its rows of ``dE1 = U^T h_scaled``, one read of the block for
-    both."""
-    for i in range(lo, hi):
-        rows = slice(i * _BLOCK, (i + 1) * _BLOCK)
-        block = U_t[rows]  # (n, B)
-        np.matmul(block.T, E1[rows], out=dh_parts[i])
-        np.matmul(block, h_scaled, out=dE1[rows])
+    A row whose terms overflow gives inf and NaN here, silently: it is computed again (see
+    :func:`softmax_cross_entropy`).
+    """
+    with np.errstate(over="ignore", invalid="ignore"):  # per thread: set in the worker
+        for i in range(lo, hi):
+            rows = slice(i * _BLOCK, (i + 1) * _BLOCK)
+            block = exp_t[rows]
+            np.matmul(E1[rows], h_t, out=block)
+            _exp_in_place(block)
+            _column_sums(block, sums[i])
+            np.matmul(block.T, E1[rows], out=U_E_parts[i])
 
 
 def softmax_cross_entropy(h: np.ndarray, E: np.ndarray, targets: np.ndarray):
@@ -222,8 +223,9 @@ def softmax_cross_entropy(h: np.ndarray, E: np.ndarray, targets: np.ndarray):
     :func:`srsan_np.ops.scoring.softmax_cross_entropy` (the loss taken in float64 from the
     per-row terms).
 
-    The cache holds the unnormalised probabilities transposed, ``U^T`` (V, B), and their
-    sums; ``cache.probs`` gives the normalised ones, (B, V).
+    The cache holds the unnormalised probabilities transposed, ``U^T`` (V, B), their sums
+    and ``U E[1:]`` (B, D), made here while each block of ``U`` is in cache;
+    ``cache.probs`` gives the normalised probabilities, (B, V).
 
     Notes
     -----
@@ -240,8 +242,10 @@ def softmax_cross_entropy(h: np.ndarray, E: np.ndarray, targets: np.ndarray):
     target_score = np.einsum("bd,bd->b", h.astype(np.float64), E[targets].astype(np.float64))
     exp_t = np.empty((E1.shape[0], B), dtype=h.dtype)  # (V, B) S^T / ln b, then U^T = e^S^T
     sums = np.empty((_n_blocks(E1.shape[0]), B), dtype=h.dtype)  # each block's column sums
-    for_row_blocks(_forward_blocks, len(sums), E1, (h * to_base).T, exp_t, sums)
+    U_E_parts = np.empty((len(sums), B, E.shape[1]), dtype=h.dtype)  # each block's U E share
+    for_row_blocks(_forward_blocks, len(sums), E1, (h * to_base).T, exp_t, sums, U_E_parts)
     total = np.add.reduce(sums, axis=0)  # (B,) the blocks' sums added in order
+    U_E = np.add.reduce(U_E_parts, axis=0)  # (B, D) the blocks' shares added in order
     shift = np.zeros(B)  # (B,) c, the shift of each row: U = exp(s - c)
     redo = ~((total >= _SAFE_SUM[0]) & (total <= _SAFE_SUM[1]))  # NaN is redone too
     if redo.any():  # the usual shift by the max, for the rows outside the safe range
@@ -251,15 +255,17 @@ def softmax_cross_entropy(h: np.ndarray, E: np.ndarray, targets: np.ndarray):
         _exp_in_place(again)
         exp_t[:, redo] = again
         total[redo] = again.sum(axis=0)  # each >= 1, the max's own term
+        U_E[redo] = again.T @ E1
         shift[redo] = top.astype(np.float64) * ln_base
     # loss_b = log sum_v e^(s_v) - s_target = log(total_b) + c_b - s_target
     loss = float(np.mean(np.log(total.astype(np.float64)) + shift - target_score))
-    return loss, SoftmaxCrossEntropyCache(exp_t, total, targets, h, E)
+    return loss, SoftmaxCrossEntropyCache(exp_t, total, targets, h, E, U_E)
 
 
 def softmax_cross_entropy_backward(dloss: float, cache: SoftmaxCrossEntropyCache):
     """Gradients of the fused loss, ``(dh (B, D), dE (V + 1, D))``, as
-    :func:`srsan_np.ops.scoring.softmax_cross_entropy_backward` returns them.
+    :func:`srsan_np.ops.scoring.softmax_cross_entropy_backward` returns them; ``dE`` as a
+    :class:`srsan_np.fast.table.TableGradient` (``np.asarray(dE)`` is the array).
 
     Notes
     -----
@@ -271,21 +277,17 @@ def softmax_cross_entropy_backward(dloss: float, cache: SoftmaxCrossEntropyCache
     ``dE[1:] = U^T (c h)         -  (dloss / B) sum_b onehot(targets[b] - 1) h[b]^T``,
 
     so the row scaling falls on the small ``(B, D)`` operands and the one-hot part touches
-    ``B`` rows of the results.
+    ``B`` rows of the results. ``U E[1:]`` comes from the forward; ``dE`` is left as its
+    parts.
     """
-    U_t, total, targets, h, E = cache  # U_t (V, B)
+    U_t, total, targets, h, E, U_E = cache  # U_t (V, B)
     B = U_t.shape[1]
     # forward: loss = (1/B) sum_b [log sum_v exp(s_bv) - s_b,target], so
     # dloss/ds_bv = (p_bv - [v == target_b]) / B, times the upstream dloss
     scale = dloss / B
     row_scale = (scale / total.astype(np.float64)).astype(U_t.dtype)[:, None]  # (B, 1) c_b
-    dh_parts = np.empty((_n_blocks(U_t.shape[0]), B, E.shape[1]), dtype=U_t.dtype)
-    dE = np.empty_like(E)  # (V + 1, D)
-    dE[0] = 0.0  # padding is never a candidate
-    for_row_blocks(_backward_blocks, len(dh_parts), U_t, E[1:], h * row_scale, dh_parts, dE[1:])
-    dh = np.add.reduce(dh_parts, axis=0)  # (B, D) U E[1:], the blocks' shares added in order
-    dh *= row_scale  # then its row scaling and the one-hot part
+    dh = U_E * row_scale  # (B, D) the dense part, row-scaled, then the one-hot part
     dh -= U_t.dtype.type(scale) * E[targets]
-    # the one-hot part: rows of repeated targets accumulate (np.subtract.at, not -=)
-    np.subtract.at(dE, targets, U_t.dtype.type(scale) * h)
+    # dE[1:] = U^T (c h), dE[0] = 0 (padding is never a candidate), minus the one-hot rows
+    dE = TableGradient(U_t, h * row_scale, targets, U_t.dtype.type(scale) * h, E.shape[0])
     return dh, dE

@@ -6,9 +6,12 @@ makes it exact (docs/derivations.md, section 13), and each function tested again
 textbook op it replaces (``tests/test_fast_paths.py``: float64, dropout off, equal to
 1e-10). It imports from ``ops`` what it shares; ``ops`` never imports from here.
 
-- :mod:`.attention`: queries at the read-out only; keys and values once per distinct row.
+- :mod:`.attention`: one query per row at the read-out, the keys and values folded into
+  it; keys and values once per distinct row in the layers before.
 - :mod:`.encoder`: the last encoder layer computed at the read-out alone.
-- :mod:`.scoring`: the softmax without a max pass, in the fastest base, on every core.
+- :mod:`.scoring`: the softmax without a max pass, in the fastest base, in item blocks on
+  every core.
+- :mod:`.threads`: those blocks on the fast path's own threads, BLAS on one thread each.
 - :mod:`.optim`: Adam with its small arrays on one thread.
 
 The model picks a path with ``kernels="reference"`` or ``"fast"`` (see

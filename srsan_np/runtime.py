@@ -22,6 +22,11 @@ THREAD_SETTINGS = {
     # OpenBLAS workers spin for 2^N cycles after a product before they sleep (default N=28);
     # read when OpenBLAS loads, i.e. when NumPy is first imported.
     "OPENBLAS_THREAD_TIMEOUT": "4",
+    # srsan-np's fast path may set NumPy's OpenBLAS to one thread while its own threads
+    # share a product's blocks, and set it back after (srsan_np.fast.threads); read at
+    # each call. Unset (or "0"): it leaves BLAS's thread count alone and runs the blocks
+    # on the calling thread: the same results, slower.
+    "SRSAN_NP_BLAS_SWITCH": "1",
 }
 
 

@@ -152,23 +152,35 @@ def test_float32_agrees_with_float64(name):
                                model.score(p64, batch, config), rtol=1e-4, atol=1e-5)
 
 
-def test_two_threads_repeatable():
+@pytest.mark.parametrize("name", kernels.NAMES)
+def test_one_and_two_threads_identical(name):
+    """Repeated runs on two threads and a run on one: the same loss and gradients, and the
+    same parameters after the kernel set's Adam step."""
     config = Config(n_items=V, hidden=12, heads=3, layers=2, mode="sequence", positions=True)
-    params = model.init_params(config, 3)
     rng = np.random.default_rng(4)
     prefixes = [list(rng.integers(1, V + 1, size=rng.integers(1, 9))) for _ in range(24)]
     batch = make_batch(Sessions.from_lists(prefixes, [1] * 24), np.arange(24), "sequence")
+
+    def run():
+        params = model.init_params(config, 3)
+        loss, grads = model.loss_and_grads(params, batch, config, np.random.default_rng(5),
+                                           name)
+        kernels.get(name).Adam(params, weight_decay=1e-5).step(grads)
+        return loss, grads, params
+
     before = numba.get_num_threads()
-    numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
     try:
-        runs = [model.loss_and_grads(params, batch, config, np.random.default_rng(5))
-                for _ in range(3)]
+        numba.set_num_threads(1)
+        runs = [run()]
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        runs += [run() for _ in range(2)]
     finally:
         numba.set_num_threads(before)
-    for loss, grads in runs[1:]:
+    for loss, grads, params in runs[1:]:
         assert loss == runs[0][0]
         for key in grads:
             np.testing.assert_array_equal(grads[key], runs[0][1][key])
+            np.testing.assert_array_equal(params[key], runs[0][2][key])
 
 
 @pytest.mark.parametrize("mode", ["faithful", "sequence"])

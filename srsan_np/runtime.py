@@ -3,7 +3,9 @@
 NumPy's BLAS (OpenBLAS) and Numba's parallel kernels (OpenMP) share the cores within a
 training step, one after the other, every few milliseconds. Left at their defaults, both
 keep their idle threads spinning after each call, holding a core the other one needs next.
-:func:`configure_threads` asks both to sleep when idle instead. Importing ``srsan_np``
+:func:`configure_threads` asks both to sleep when idle instead, and lets the fast path set
+OpenBLAS to one thread while its own threads share a product's blocks
+(:mod:`srsan_np.fast.threads`). Importing ``srsan_np``
 changes nothing: the command line (:func:`main`) and the benchmarks call this first, and a
 notebook or script of yours may too.
 """

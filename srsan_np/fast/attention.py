@@ -450,7 +450,7 @@ def readout_attention_backward(dout, cache):
     dscores = masked_softmax_backward(datt, att)[:, :, 0]  # (B, H, T)
     # forward: S[s] = qk . x[s] + c q . b_k
     dqk = _mix_positions(dscores, x)  # (B, H, D)
-    dq_bias = dscores.sum(axis=2) * scale  # (B, H), the gradient of c q . b_k per unit of q . b_k
+    dq_bias = dscores.sum(axis=2) * scale  # (B, H) d(q_h . b_k,h) = c sum_s dS[s]
     dx = np.zeros_like(x)  # (B, T, D)
     _add_mix_heads(dscores, qk, dx)
     _add_mix_heads(np.ascontiguousarray(att_drop[:, :, 0]), dmix, dx)

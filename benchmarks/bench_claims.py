@@ -75,7 +75,7 @@ def fast_forward(h, E, n_threads=None):
     """The fast op's forward blocks: ``S^T`` block by block, exponentiated, summed, and
     each block's share of ``U E``."""
     exp_t = np.empty((E.shape[0] - 1, h.shape[0]), h.dtype)
-    sums = np.empty((scoring._n_blocks(exp_t.shape[0]), h.shape[0]), h.dtype)
+    sums = np.empty((threads.n_blocks(exp_t.shape[0]), h.shape[0]), h.dtype)
     parts = np.empty((len(sums), h.shape[0], E.shape[1]), h.dtype)
     args = (E[1:], h.T, exp_t, sums, parts)
     if n_threads == 1:

@@ -150,10 +150,14 @@ class Adam:
 
     # >>> solution
     def _update(self, p, g, m, v, *scalars):
-        """One array's update, in place: the parallel kernel over the flat arrays
+        """One array's update, in place, by :meth:`_kernel` over the flat arrays
         (elementwise, so the result is the same on any number of threads)."""
-        adam_kernel(p.reshape(-1), np.ascontiguousarray(g).reshape(-1), m.reshape(-1),
-                    v.reshape(-1), *scalars)
+        self._kernel(p)(p.reshape(-1), np.ascontiguousarray(g).reshape(-1), m.reshape(-1),
+                        v.reshape(-1), *scalars)
+
+    def _kernel(self, p):
+        """The kernel that updates ``p``: the parallel one for every array."""
+        return adam_kernel
     # <<< solution
 
     def state_dict(self):

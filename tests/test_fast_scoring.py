@@ -145,7 +145,7 @@ def test_float32_agrees_with_the_textbook_op(base):
 def test_repeated_runs_and_thread_counts_are_identical(monkeypatch, dtype):
     """Item blocks on one thread or on several: each thread owns its blocks, and the
     blocks' sums are added in one order."""
-    monkeypatch.setattr(scoring, "_BLOCK", 3)  # V = 11: four blocks, the last one short
+    monkeypatch.setattr(threads, "BLOCK", 3)  # V = 11: four blocks, the last one short
     h, E, targets = _head(dtype)
     h = np.repeat(h, 7, axis=0)  # 21 rows: several blocks
     targets = np.repeat(targets, 7)

@@ -30,8 +30,11 @@ def _parts(dtype=np.float64, seed=0):
     return h, E, targets, ids, dx
 
 
-def _table_gradient(h, E, targets, ids, dx):
-    _, cache = scoring.softmax_cross_entropy(h, E, targets)
+def _table_gradient(h, E, targets, ids, dx, cache=None):
+    """The table's gradient of the head (from ``cache``, the forward's, if given) and the
+    lookup."""
+    if cache is None:
+        _, cache = scoring.softmax_cross_entropy(h, E, targets)
     _, dE = scoring.softmax_cross_entropy_backward(1.0, cache)
     assert isinstance(dE, table.TableGradient)
     lookup = embedding_forward(ids, E)[1]
@@ -53,11 +56,12 @@ def test_the_array_is_the_textbooks_sum_of_both_shares():
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_blocks_and_threads_change_no_bit(monkeypatch, dtype):
     h, E, targets, ids, dx = _parts(dtype)
-    whole = np.asarray(_table_gradient(h, E, targets, ids, dx))
-    monkeypatch.setattr(table, "BLOCK", 4)  # 24 rows: six blocks
+    _, cache = scoring.softmax_cross_entropy(h, E, targets)  # the forward's blocks as they are
+    whole = np.asarray(_table_gradient(h, E, targets, ids, dx, cache))
+    monkeypatch.setattr(threads, "BLOCK", 4)  # the table's 24 rows: six blocks
     for n_threads in (1, 2):
         monkeypatch.setattr(threads.numba, "get_num_threads", lambda: n_threads)
-        dE = _table_gradient(h, E, targets, ids, dx)
+        dE = _table_gradient(h, E, targets, ids, dx, cache)
         rows = np.full(E.shape, np.nan, dtype)
 
         def keep(lo, hi, block):
@@ -70,7 +74,7 @@ def test_blocks_and_threads_change_no_bit(monkeypatch, dtype):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_fast_adam_on_the_blocks_is_the_textbook_adam_on_the_array(monkeypatch, dtype):
-    monkeypatch.setattr(table, "BLOCK", 5)  # blocks of the table, the last one short
+    monkeypatch.setattr(threads, "BLOCK", 5)  # blocks of the table, the last one short
     h, E, targets, ids, dx = _parts(dtype)
     dE = _table_gradient(h, E, targets, ids, dx)
     params = {"embedding.weight": E.copy(), "bias": np.linspace(-1, 1, 7).astype(dtype)}

@@ -11,8 +11,11 @@ textbook op it replaces (``tests/test_fast_paths.py``: float64, dropout off, equ
 - :mod:`.encoder`: the last encoder layer computed at the read-out alone.
 - :mod:`.scoring`: the softmax without a max pass, in the fastest base, in item blocks on
   every core.
+- :mod:`.table`: the tied table's gradient kept as its parts, made block by block where
+  Adam reads it.
 - :mod:`.threads`: those blocks on the fast path's own threads, BLAS on one thread each.
-- :mod:`.optim`: Adam with its small arrays on one thread.
+- :mod:`.optim`: Adam with its small arrays on one thread, the table from its gradient's
+  blocks.
 
 The model picks a path with ``kernels="reference"`` or ``"fast"`` (see
 :mod:`srsan_np.kernels`).

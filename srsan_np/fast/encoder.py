@@ -43,9 +43,21 @@ class EncoderLayerCache(NamedTuple):
     ff: Any         # the textbook feed-forward block's cache
 
 
+# the attention's parameters, in the order its functions take them and return their gradients
+_ATTENTION_KEYS = ("self_attn.in_proj_weight", "self_attn.in_proj_bias",
+                   "self_attn.out_proj.weight", "self_attn.out_proj.bias")
+
+
 def _attention_args(layer):
-    return (layer["self_attn.in_proj_weight"], layer["self_attn.in_proj_bias"],
-            layer["self_attn.out_proj.weight"], layer["self_attn.out_proj.bias"])
+    return tuple(layer[key] for key in _ATTENTION_KEYS)
+
+
+def _attention_grads(g, grads):
+    """``dx`` of an attention backward's ``(dx, d_in_w, d_in_b, d_out_w, d_out_b)``, its
+    four parameter gradients stored in ``g`` under the layer's keys."""
+    dx, *weights = grads
+    g.update(zip(_ATTENTION_KEYS, weights))
+    return dx
 
 
 def _tail_forward(x, a, attn, layer, p, rng):
@@ -95,13 +107,7 @@ def encoder_layer_backward(dout, cache):
     """Backward of :func:`encoder_layer_forward`: ``dx`` (B, T, D) and the gradient of every
     parameter, keyed as :data:`srsan_np.ops.encoder.LAYER_KEYS`."""
     dsum, da, g = _tail_backward(dout, cache)
-    (
-        dx,
-        g["self_attn.in_proj_weight"],
-        g["self_attn.in_proj_bias"],
-        g["self_attn.out_proj.weight"],
-        g["self_attn.out_proj.bias"],
-    ) = attention_backward(da, cache.attn)
+    dx = _attention_grads(g, attention_backward(da, cache.attn))
     dx += dsum  # x feeds both the residual and the attention
     return dx, {key: g[key] for key in LAYER_KEYS}
 
@@ -124,13 +130,7 @@ def readout_layer_backward(dh, cache):
     """Backward of :func:`readout_layer_forward`: ``(dx (B, T, D), dlayer)``."""
     with blas_on_one_thread():
         dsum, da, g = _tail_backward(dh, cache)
-        (
-            dx,
-            g["self_attn.in_proj_weight"],
-            g["self_attn.in_proj_bias"],
-            g["self_attn.out_proj.weight"],
-            g["self_attn.out_proj.bias"],
-        ) = readout_attention_backward(da, cache.attn)
+        dx = _attention_grads(g, readout_attention_backward(da, cache.attn))
     last = cache.attn.last
     dx[np.arange(dx.shape[0]), last] += dsum  # the residual x[b, last[b]]: one row each
     return dx, {key: g[key] for key in LAYER_KEYS}

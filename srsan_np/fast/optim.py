@@ -17,7 +17,6 @@ thread does it, and no thread count is changed.
 
 from __future__ import annotations
 
-import numpy as np
 from numba import njit
 
 from .. import optim
@@ -44,14 +43,15 @@ class Adam(optim.Adam):
     """:class:`srsan_np.optim.Adam`, its small arrays on one thread and a
     :class:`~srsan_np.fast.table.TableGradient` taken block by block."""
 
+    def _kernel(self, p):
+        return optim.adam_kernel if p.size >= PARALLEL_FROM else _adam_serial_kernel
+
     def _update(self, p, g, m, v, *scalars):
-        if isinstance(g, TableGradient):
-            def update(lo, hi, block):  # rows lo..hi-1 of the table and of its moments
-                _adam_serial_kernel(p[lo:hi].reshape(-1), block.reshape(-1),
-                                    m[lo:hi].reshape(-1), v[lo:hi].reshape(-1), *scalars)
-            g.for_blocks(update)
-        elif p.size < PARALLEL_FROM:
-            _adam_serial_kernel(p.reshape(-1), np.ascontiguousarray(g).reshape(-1),
-                                m.reshape(-1), v.reshape(-1), *scalars)
-        else:
+        if not isinstance(g, TableGradient):
             super()._update(p, g, m, v, *scalars)
+            return
+
+        def update(lo, hi, block):  # rows lo..hi-1 of the table and of its moments
+            _adam_serial_kernel(p[lo:hi].reshape(-1), block.reshape(-1), m[lo:hi].reshape(-1),
+                                v[lo:hi].reshape(-1), *scalars)
+        g.for_blocks(update)

@@ -52,8 +52,8 @@ from numba import types
 from numba.extending import intrinsic
 
 from ..ops.scoring import check_loss_inputs
+from . import threads
 from .table import TableGradient
-from .threads import for_row_blocks
 
 __all__ = ["SoftmaxCrossEntropyCache", "softmax_cross_entropy", "softmax_cross_entropy_backward"]
 
@@ -192,25 +192,18 @@ def _ln_base(dtype):
     return 1.0 if dtype == np.float32 else _LN_BASE
 
 
-_BLOCK = 1024  # items per block: a block of U^T (B = 100) stays in a core's cache
-
-
-def _n_blocks(n_items):
-    return -(-n_items // _BLOCK)
-
-
 def _forward_blocks(lo, hi, E1, h_t, exp_t, sums, U_E_parts):
-    """Blocks ``lo..hi-1`` of :data:`_BLOCK` items: their scores ``E1 h_t`` (``h_t`` already
-    divided by the base's log) into ``exp_t`` (V, B), exponentiated in place, each block's
-    column sums into its row of ``sums`` (n_blocks, B), and its share of ``U E1`` into its
-    row of ``U_E_parts`` (n_blocks, B, D).
+    """Blocks ``lo..hi-1`` of :data:`srsan_np.fast.threads.BLOCK` items: their scores
+    ``E1 h_t`` (``h_t`` already divided by the base's log) into ``exp_t`` (V, B),
+    exponentiated in place, each block's column sums into its row of ``sums``
+    (n_blocks, B), and its share of ``U E1`` into its row of ``U_E_parts`` (n_blocks, B, D).
 
     A row whose terms overflow gives inf and NaN here, silently: it is computed again (see
     :func:`softmax_cross_entropy`).
     """
     with np.errstate(over="ignore", invalid="ignore"):  # per thread: set in the worker
         for i in range(lo, hi):
-            rows = slice(i * _BLOCK, (i + 1) * _BLOCK)
+            rows = slice(i * threads.BLOCK, (i + 1) * threads.BLOCK)
             block = exp_t[rows]
             np.matmul(E1[rows], h_t, out=block)
             _exp_in_place(block)
@@ -241,9 +234,10 @@ def softmax_cross_entropy(h: np.ndarray, E: np.ndarray, targets: np.ndarray):
     # s_target in float64 from its two rows (the products below hold it only in blocks)
     target_score = np.einsum("bd,bd->b", h.astype(np.float64), E[targets].astype(np.float64))
     exp_t = np.empty((E1.shape[0], B), dtype=h.dtype)  # (V, B) S^T / ln b, then U^T = e^S^T
-    sums = np.empty((_n_blocks(E1.shape[0]), B), dtype=h.dtype)  # each block's column sums
+    sums = np.empty((threads.n_blocks(E1.shape[0]), B), dtype=h.dtype)  # each block's column sums
     U_E_parts = np.empty((len(sums), B, E.shape[1]), dtype=h.dtype)  # each block's U E share
-    for_row_blocks(_forward_blocks, len(sums), E1, (h * to_base).T, exp_t, sums, U_E_parts)
+    threads.for_row_blocks(_forward_blocks, len(sums), E1, (h * to_base).T, exp_t, sums,
+                           U_E_parts)
     total = np.add.reduce(sums, axis=0)  # (B,) the blocks' sums added in order
     U_E = np.add.reduce(U_E_parts, axis=0)  # (B, D) the blocks' shares added in order
     shift = np.zeros(B)  # (B,) c, the shift of each row: U = exp(s - c)

@@ -25,11 +25,9 @@ from numba import njit
 
 from ..ops.embedding import EmbeddingCache
 from ..ops.embedding import embedding_backward as _textbook_embedding_backward
-from .threads import for_row_blocks
+from . import threads
 
-__all__ = ["TableGradient", "embedding_backward", "BLOCK"]
-
-BLOCK = 1024  # rows of the table per block: a (BLOCK, D) block stays in a core's cache
+__all__ = ["TableGradient", "embedding_backward"]
 
 
 @njit(cache=True, nogil=True)
@@ -96,20 +94,20 @@ class TableGradient:
         _add_rows(out, lo, rows, values, start, stop)
 
     def for_blocks(self, fn):
-        """``fn(lo, hi, block)`` for every block of :data:`BLOCK` rows, on the fast path's
-        threads (:func:`srsan_np.fast.threads.for_row_blocks`); ``block`` is rows
-        ``lo..hi-1`` of ``dE``, in a buffer the next block reuses."""
+        """``fn(lo, hi, block)`` for every block of :data:`srsan_np.fast.threads.BLOCK` rows,
+        on the fast path's threads (:func:`srsan_np.fast.threads.for_row_blocks`);
+        ``block`` is rows ``lo..hi-1`` of ``dE``, in a buffer the next block reuses."""
         self._prepare()  # before the threads start: they only read it
         n_rows = self.shape[0]
 
         def blocks(first, last):
-            buffer = np.empty((BLOCK, self.shape[1]), self.dtype)
+            buffer = np.empty((threads.BLOCK, self.shape[1]), self.dtype)
             for i in range(first, last):
-                lo, hi = i * BLOCK, min((i + 1) * BLOCK, n_rows)
+                lo, hi = i * threads.BLOCK, min((i + 1) * threads.BLOCK, n_rows)
                 self.block(lo, hi, buffer[: hi - lo])
                 fn(lo, hi, buffer[: hi - lo])
 
-        for_row_blocks(blocks, -(-n_rows // BLOCK))
+        threads.for_row_blocks(blocks, threads.n_blocks(n_rows))
 
     def __array__(self, dtype=None, copy=None):
         if self._array is None:

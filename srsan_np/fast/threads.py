@@ -33,7 +33,17 @@ from pathlib import Path
 import numba
 import numpy as np
 
-__all__ = ["blas_on_one_thread", "blas_threads", "for_row_blocks", "switching"]
+__all__ = ["BLOCK", "blas_on_one_thread", "blas_threads", "for_row_blocks", "n_blocks",
+           "switching"]
+
+# rows per block: a block of the scores (B columns) or of the table (D) stays in a core's cache
+BLOCK = 1024
+
+
+def n_blocks(n_rows):
+    """How many blocks of :data:`BLOCK` rows cover ``n_rows`` (the last one may be short)."""
+    return -(-n_rows // BLOCK)
+
 
 # the names OpenBLAS builds export: NumPy's own (scipy-openblas, 64-bit integers), then others
 _PREFIXES = ("scipy_openblas", "openblas")

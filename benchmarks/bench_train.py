@@ -153,8 +153,7 @@ def measure_step(dataset, reps):
         dropout_rng = np.random.default_rng(1)
 
         def step(batch):
-            loss, grads = model.loss_and_grads(params, batch, config, dropout_rng, name,
-                                               for_optimizer=True)
+            loss, grads = model.loss_and_grads(params, batch, config, dropout_rng, name)
             optimizer.step(grads)
         return step
 
@@ -216,7 +215,8 @@ def measure_diagnostics(dataset, epochs_ends=3):
     optimizer = kernels.get("fast").Adam(params, weight_decay=1e-5)
     dropout_rng = np.random.default_rng(1)
     with tempfile.TemporaryDirectory() as run_dir:
-        diagnostics = Diagnostics(run_dir, params, config, dataset.test)
+        diagnostics = Diagnostics(Path(run_dir) / "diagnostics.json", params, config,
+                                  dataset.test)
         reps = 2 * diagnostics.every
         it = iterate_batches(dataset.train, 100, config.mode, np.random.default_rng(0))
         batches = [next(it) for _ in range(2 * reps + 3)]
@@ -225,12 +225,11 @@ def measure_diagnostics(dataset, epochs_ends=3):
         plain, hooked, hooks = [], [], []
         for i in range(reps):  # as train.fit runs them without and with the diagnostics
             start = time.perf_counter()
-            optimizer.step(model.loss_and_grads(params, batches[3 + 2 * i], config, dropout_rng,
-                                                for_optimizer=True)[1])
+            optimizer.step(model.loss_and_grads(params, batches[3 + 2 * i], config,
+                                                dropout_rng)[1])
             plain.append(time.perf_counter() - start)
             start = time.perf_counter()
-            loss, grads = model.loss_and_grads(params, batches[4 + 2 * i], config, dropout_rng,
-                                               for_optimizer=not diagnostics.reads_gradients(i))
+            loss, grads = model.loss_and_grads(params, batches[4 + 2 * i], config, dropout_rng)
             before = time.perf_counter()
             diagnostics.before_step(0, i, loss, grads)
             hook = time.perf_counter() - before

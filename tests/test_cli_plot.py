@@ -13,7 +13,8 @@ matplotlib.use("Agg")
 
 import pytest
 
-from srsan_np.cli import PLOTS_MANIFEST, main
+from srsan_np.cli import main
+from srsan_np.files import MARKER
 
 TREE = Path(__file__).resolve().parents[1]  # the tree under test, for subprocesses
 SMALL = ["--epochs", "2", "--hidden", "8", "--lr", "0.01", "--no-baselines", "--bootstrap", "0"]
@@ -102,7 +103,7 @@ def test_plot_a_run_with_several_learning_rates(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"plotting {run / 'lr-0.01'}" in out or f"plotting {run / 'lr-0.003'}" in out
     assert len(pngs(run / "plots")) >= 3
-    assert (run / "plots" / PLOTS_MANIFEST).exists()
+    assert (run / "plots" / MARKER).exists()
 
 
 def _train_log(tmp_path, env):

@@ -20,12 +20,12 @@ from __future__ import annotations
 import ast
 import hashlib
 import importlib.util
-import os
 import re
 import sys
-import tempfile
 import types
 from pathlib import Path
+
+from srsan_np.files import atomic_write_bytes
 
 __all__ = ["EXERCISES", "SECTIONS", "init", "stub_source", "is_untouched", "load",
            "WorkspaceExists", "DEFAULT_DIR", "ENV_VAR", "default_workspace"]
@@ -76,7 +76,9 @@ class WorkspaceExists(FileExistsError):
 def default_workspace() -> Path:
     """Where a notebook looks for the learner's workspace: ``$SRSAN_EXERCISES``, else
     ``./srsan-exercises``."""
-    return Path(os.environ.get(ENV_VAR) or DEFAULT_DIR)
+    from srsan_np.runtime import exercises_directory
+
+    return exercises_directory() or DEFAULT_DIR
 
 
 def _enclosing_function(lines, i, indent):
@@ -147,10 +149,7 @@ def init(directory, names=None) -> list[Path]:
             f"move them away or choose another directory")
     directory.mkdir(parents=True, exist_ok=True)
     for path, text in files.items():
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=path.name, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
+        atomic_write_bytes(path, text.encode())
     return list(files)
 
 

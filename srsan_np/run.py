@@ -12,7 +12,11 @@
       best.npz              the selected epoch's weights, a file of their own
       diagnostics.json      how the network trains (srsan_np.diagnostics)
       summary.json          the result, when training ends
-      lr-<rate>/            several learning rates: one such run per rate (no marker, no lock)
+      train.log             what `srsan-np train` printed (every start of the run, in order)
+      metrics.csv           one row per epoch and learning rate: the learning rate, the loss,
+                            the validation and test metrics, the seconds
+      lr-<rate>/            several learning rates: one such run per rate (no marker, no lock,
+                            no train.log or metrics.csv: the top run keeps them for all rates)
 
 ``last.npz`` alone is the commit of an epoch: it carries the selected epoch's weights too, so
 the pair it and ``best.npz`` can never be out of step (a process killed between the two
@@ -21,7 +25,9 @@ writes leaves ``best.npz`` one epoch behind; the next start exports it again).
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 import json
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,6 +43,7 @@ __all__ = ["Run"]
 
 _CONFIG, _DATA, _RAW_IDS, _OPS = "config.json", "data.json", "raw_ids.npy", "ops.json"
 _LAST, _BEST, _DIAGNOSTICS, _SUMMARY = "last.npz", "best.npz", "diagnostics.json", "summary.json"
+_LOG, _METRICS = "train.log", "metrics.csv"
 _LAYOUT = (_CONFIG, _DATA, _LAST)  # a run from before markers: recognised by these files
 
 
@@ -78,6 +85,10 @@ class Run:
     def __init__(self, directory):
         self.directory = Path(directory)
         self._configs = None  # config.json's contents, once written or read
+        self._root = self  # the run that keeps train.log and metrics.csv
+        self._log = None  # train.log's lines, once read or written
+        self._histories = {}  # learning rate -> its epochs, what metrics.csv holds
+        self.resumed = False  # opened to continue the run it holds
 
     def __repr__(self):
         return f"Run({str(self.directory)!r})"
@@ -93,8 +104,9 @@ class Run:
     @classmethod
     @contextmanager
     def open(cls, directory, model_config, train_config, dataset, source=None, *,
-             resume=False, overwrite=False, inputs=(), log=print):
-        """Lock ``directory`` for the block and yield its :class:`Run`, ready to train.
+             resume=False, overwrite=False, inputs=()):
+        """Lock ``directory`` for the block and yield its :class:`Run`, ready to train;
+        ``run.resumed`` says whether it holds a run to continue.
 
         Everything that can refuse is checked before anything is written: that the
         directory is srsan-np's run (or new or empty), holds none of ``inputs``, is not in
@@ -109,12 +121,11 @@ class Run:
         with files.lock(run.directory):
             exists = cls.check(directory, inputs, resume, overwrite)
             files.remove_leftovers(run.directory)
-            if exists and resume:
+            run.resumed = exists and resume
+            if run.resumed:
                 run._check_resume(model_config, train_config, dataset)
             elif exists:
                 files.clear_directory(run.directory)
-            elif resume:
-                log(f"nothing to resume in {run.directory}: starting a new run")
             if files.marker_kind(run.directory) != "run":  # new, cleared, or from before markers
                 files.write_marker(run.directory, "run")
             run._record(model_config, train_config, dataset, source)
@@ -166,6 +177,7 @@ class Run:
         """The run of one learning rate ``lr`` of several, in ``lr-<rate>/``, its own
         configurations recorded (checked, to ``resume``)."""
         sub = Run(self.directory / f"lr-{lr:g}")
+        sub._root = self._root
         sub.directory.mkdir(exist_ok=True)
         files.remove_leftovers(sub.directory)
         if resume and (sub.directory / _CONFIG).exists():
@@ -175,6 +187,37 @@ class Run:
         return sub
 
     # ------------------------------------------------------------------ training into it
+
+    def log(self, line):
+        """Print ``line`` and keep it in ``train.log`` (rewritten atomically)."""
+        print(line, flush=True)
+        self.keep_log(line)
+
+    def keep_log(self, *lines):
+        """Add ``lines``, already printed, to ``train.log`` (after what earlier starts of a
+        resumed run printed)."""
+        root = self._root
+        if root._log is None:
+            path = root.directory / _LOG
+            root._log = path.read_text(errors="replace").splitlines() if path.is_file() else []
+        root._log.extend(lines)
+        files.atomic_write_bytes(root.directory / _LOG, ("\n".join(root._log) + "\n").encode())
+
+    def _keep_history(self, history):
+        """Rewrite the top run's ``metrics.csv`` with this learning rate's epochs so far."""
+        root, configs = self._root, self.configs()
+        root._histories[f"{configs['train']['lr']:g}"] = history
+        rows = [{"learning_rate": rate, "epoch": r["epoch"], "epoch_lr": r["lr"],
+                 "train_loss": r["train_loss"],
+                 **{f"{split}_{m}": v for split in ("valid", "test")
+                    for m, v in (r[split] or {}).items()}, "seconds": r["seconds"]}
+                for rate, history in root._histories.items() for r in history]
+        columns = list(dict.fromkeys(key for row in rows for key in row))
+        text = io.StringIO()
+        writer = csv.DictWriter(text, columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        files.atomic_write_bytes(root.directory / _METRICS, text.getvalue().encode())
 
     @property
     def diagnostics_path(self) -> Path:
@@ -192,6 +235,7 @@ class Run:
             exported = False
         if not exported:
             self._export_best(_params(arrays, "best/param/"), meta)
+        self._keep_history(meta["history"])
         return arrays, meta
 
     def save_epoch(self, params, adam_state, best_params, meta, improved):
@@ -202,6 +246,7 @@ class Run:
         save_checkpoint(self.directory / _LAST, arrays, meta)
         if improved:
             self._export_best(best_params, meta)
+        self._keep_history(meta["history"])
 
     def _export_best(self, best_params, meta):
         b = meta["best"]["epoch"]
@@ -310,6 +355,23 @@ class Run:
             meta = load_checkpoint(self.directory / _LAST)[1]
             return meta["history"], meta["best"]["epoch"]
         return None, None
+
+    def metrics(self):
+        """``metrics.csv`` read back: ``{learning rate: [one dict per epoch]}`` (numbers as
+        numbers, a metric without a validation split as None), or None if there is none."""
+        path = self.directory / _METRICS
+        if not path.exists():
+            return None
+        try:
+            rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
+            by_rate = {}
+            for row in rows:
+                record = {k: None if v == "" else int(v) if k == "epoch" else float(v)
+                          for k, v in row.items() if k != "learning_rate"}
+                by_rate.setdefault(row["learning_rate"], []).append(record)
+        except (UnicodeDecodeError, ValueError, KeyError, TypeError, csv.Error) as err:
+            raise DataError(f"{path}: not a run's metrics ({err})") from None
+        return by_rate
 
     def by_lr(self):
         """The runs of each learning rate (``{"0.003": Run, ...}``), empty if it has one."""

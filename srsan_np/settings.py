@@ -51,8 +51,16 @@ def _fields(section):
     return [f.name for f in dataclasses.fields(config)]
 
 
+# names other code gives a setting of ours: PyTorch's optimisers call the L2 weight_decay
+ALIASES = {"weight_decay": "l2"}
+
+
 def _unknown(key, known):
-    close = difflib.get_close_matches(key, known, n=1)
+    """"unknown setting", with the known one meant if it can be told: an alias, the
+    initials of the key's words (``learning_rate``: ``lr``), or the closest spelling."""
+    initials = "".join(word[0] for word in key.replace("-", "_").split("_") if word)
+    close = [name for name in (ALIASES.get(key), initials) if name in known]
+    close += difflib.get_close_matches(key, known, n=1)
     return f"unknown setting {key!r}" + (f" (did you mean {close[0]!r}?)" if close else
                                          f" (known: {', '.join(known)})")
 

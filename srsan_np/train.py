@@ -197,7 +197,8 @@ def fit(dataset, model_config, train_config, run=None, *, resume=False, overwrit
         a list of learning rates, each rate has its own run inside it.
     resume, overwrite : bool
         For a directory: continue its run from the last finished epoch (same
-        configurations and data required), or replace the run it holds.
+        configurations and data required), or replace the run it holds. (An open ``Run``
+        was opened with them.)
     log : callable
         Receives one line per epoch.
     progress : bool or None
@@ -215,15 +216,16 @@ def fit(dataset, model_config, train_config, run=None, *, resume=False, overwrit
     """
     if run is not None and not isinstance(run, Run):
         with Run.open(run, model_config, train_config, dataset, resume=resume,
-                      overwrite=overwrite, log=log) as opened:
-            return fit(dataset, model_config, train_config, opened, resume=resume, log=log,
-                       progress=progress)
+                      overwrite=overwrite) as opened:
+            if resume and not opened.resumed:
+                log(f"nothing to resume in {opened.directory}: starting a new run")
+            return fit(dataset, model_config, train_config, opened, log=log, progress=progress)
     if model_config.n_items < dataset.n_items:
         raise ValueError(f"model n_items={model_config.n_items} but the data has "
                          f"{dataset.n_items} items")
     K = _kernel_set(train_config, run, log)
     if len(train_config.lrs) > 1:
-        return _fit_each_lr(dataset, model_config, train_config, run, K, resume, log, progress)
+        return _fit_each_lr(dataset, model_config, train_config, run, K, log, progress)
     return _fit_one(dataset, model_config, train_config, run, K, log, progress)
 
 
@@ -372,7 +374,7 @@ def _diverged_message(what, epoch, run, history):
             f"of this one) or a larger --batch-size, in a new run (--overwrite or another --out)")
 
 
-def _fit_each_lr(dataset, model_config, tc, run, K, resume, log, progress):
+def _fit_each_lr(dataset, model_config, tc, run, K, log, progress):
     """:func:`fit` once per learning rate of ``tc.lr``; keep the best on validation.
 
     Every run has the same seed, so the same initial weights, validation split, shuffles
@@ -382,7 +384,7 @@ def _fit_each_lr(dataset, model_config, tc, run, K, resume, log, progress):
     for lr in tc.lrs:
         log(f"learning rate {lr:g} (one of {', '.join(f'{r:g}' for r in tc.lrs)})")
         one = replace(tc, lr=lr)
-        subs[lr] = run.sub_run(lr, model_config, one, resume) if run is not None else None
+        subs[lr] = run.sub_run(lr, model_config, one, run.resumed) if run is not None else None
         runs[lr] = _fit_one(dataset, model_config, one, subs[lr], K, log, progress)
     valid_by_lr = {f"{lr:g}": runs[lr]["valid_at_selected"][tc.select] for lr in tc.lrs}
     chosen = max(tc.lrs, key=lambda lr: runs[lr]["valid_at_selected"][tc.select])

@@ -13,6 +13,7 @@ process up (:mod:`srsan_np.runtime`).
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
 import traceback
 
@@ -27,9 +28,12 @@ EXIT_INTERRUPTED = 130
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from srsan_np import __version__
+
     from . import data, exercises, plot, results, train
 
     parser = argparse.ArgumentParser(prog="srsan-np", description="SR-SAN from scratch in NumPy and Numba.")
+    parser.add_argument("--version", action="version", version=f"srsan-np {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (data.add_generate, data.add_preprocess, data.add_stats, train.add,
                 results.add_evaluate, results.add_recommend, plot.add, data.add_baselines,
@@ -38,12 +42,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _parse(argv):
+    """The arguments; an unknown flag is refused with the command's closest one named."""
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        command = parser._subparsers._group_actions[0].choices[args.command]  # argparse has no public way
+        options = list(command._option_string_actions)
+        said = []
+        for arg in unknown:
+            close = difflib.get_close_matches(arg.split("=")[0], options, n=1) if arg.startswith("-") else []
+            said.append(f"{arg} (did you mean {close[0]}?)" if close else arg)
+        command.error(f"unrecognized arguments: {' '.join(said)}")
+    return args
+
+
 def main(argv=None) -> int:
     """Run the command line; return the exit status (0, 2 bad input or refused, 130 interrupted)."""
     runtime.configure_threads()
     runtime.numba_cache_fallback()
     files.set_kill_point(runtime.test_kill_point())
-    args = build_parser().parse_args(argv)
+    args = _parse(argv)
     name = f"srsan-np {args.command}"
     try:
         return args.func(args)

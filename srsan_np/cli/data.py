@@ -28,7 +28,7 @@ def add_generate(sub) -> None:
     p.add_argument("--preset", choices=sorted(PRESETS), default="sample",
                    help="what to generate (default: sample)")
     p.add_argument("--out", type=Path, required=True, help="the CSV file to write")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file (default: refused)")
     p.add_argument("--seed", type=integer(0), default=0,
                    help="the same preset and seed give the same file (default: 0)")
     p.set_defaults(func=_generate)
@@ -66,11 +66,13 @@ def add_preprocess(sub) -> None:
     p.add_argument("--input", type=Path, required=True, help="the raw click log")
     p.add_argument("--out", type=Path, required=True, help="the dataset directory to write")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace --out if it holds a dataset srsan-np prepared")
+                   help="replace --out if it holds a dataset srsan-np prepared (default: refused)")
     p.add_argument("--fraction", type=int, choices=[4, 64],
-                   help="yoochoose: keep the most recent 1/4 or 1/64 of the training examples")
+                   help="yoochoose: keep the most recent 1/4 or 1/64 of the training examples "
+                        "(default: all of them)")
     p.add_argument("--export-pickles", action="store_true",
-                   help="also write the original code's train.txt, test.txt, all_train_seq.txt into OUT/pickles")
+                   help="also write the original code's train.txt, test.txt, all_train_seq.txt into "
+                        "OUT/pickles (default: off)")
     p.set_defaults(func=_preprocess)
 
 
@@ -89,7 +91,7 @@ def _stats(args) -> int:
 def add_stats(sub) -> None:
     p = sub.add_parser("stats", help="print the statistics of a prepared dataset directory")
     p.add_argument("directory", type=Path, help="a prepared dataset directory")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table (default: a table)")
     p.set_defaults(func=_stats)
 
 

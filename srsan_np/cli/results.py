@@ -10,8 +10,7 @@ from .common import INT64_MAX, add_data_args, data_source, gives_data, integer
 
 
 def _evaluate(args) -> int:
-    from srsan_np.evaluate import format_table
-    from srsan_np.report import baseline_rows, model_row
+    from srsan_np.report import results_table
     from srsan_np.run import Run
 
     run = Run(args.run_dir)
@@ -20,16 +19,10 @@ def _evaluate(args) -> int:
     if dataset.n_items > config.n_items:
         raise DataError(f"{args.run_dir}: the model scores {config.n_items} items, the data has "
                         f"{dataset.n_items}: not the data it was trained on")
-    ks = tuple(meta["config"]["train"]["ks"])
-    rows = {}
-    rows["SR-SAN"], note = model_row(params, config, dataset.test, ks, args.bootstrap, args.kernels)
-    if args.baselines:
-        rows.update(baseline_rows(dataset, ks))
     epoch = meta["best"]["epoch"] if args.which == "best" else meta["epoch"]
     print(f"{args.run_dir} ({args.which} checkpoint, epoch {epoch}):")
-    print(format_table(rows))
-    if note:
-        print(note)
+    print(results_table(params, config, dataset, tuple(meta["config"]["train"]["ks"]),
+                        args.bootstrap, args.kernels, baselines=args.baselines))
     return 0
 
 
@@ -41,7 +34,7 @@ def add_evaluate(sub) -> None:
     add_data_args(p)
     p.add_argument("--which", choices=["best", "last"], default="best",
                    help="the selected epoch's weights or the last epoch's (default: best)")
-    p.add_argument("--baselines", action="store_true", help="also evaluate the baselines")
+    p.add_argument("--baselines", action="store_true", help="also evaluate the baselines (default: off)")
     p.add_argument("--kernels", choices=["fast", "reference"], default="fast",
                    help="the kernel set that scores: fast (default) or the textbook ops")
     p.add_argument("--bootstrap", type=integer(0), default=1000, metavar="N",
@@ -73,7 +66,8 @@ def add_recommend(sub) -> None:
     p.add_argument("-k", type=integer(1), default=20, help="how many items (default: 20)")
     p.add_argument("--which", choices=["best", "last"], default="best",
                    help="the selected epoch's weights or the last epoch's (default: best)")
-    p.add_argument("--drop-unknown", action="store_true", help="ignore item ids the model does not know")
+    p.add_argument("--drop-unknown", action="store_true", help="ignore item ids the model does not know (default: refused)")
     p.add_argument("--raw", action="store_true",
-                   help="the ITEMs, and the recommendations, are the raw log's item ids")
+                   help="the ITEMs, and the recommendations, are the raw log's item ids (default: "
+                        "the ids the preprocessing gave)")
     p.set_defaults(func=_recommend)

@@ -534,7 +534,6 @@ def _add_recommend(sub) -> None:
 # --------------------------------------------------------------------------- plot
 
 PLOTS_MANIFEST = ".srsan-np-plots"  # in --out: the files plot wrote there, one a line
-N_ATTENTION_MAPS = 3
 
 
 def _json_file(path):
@@ -603,8 +602,13 @@ def _run_plot(args) -> int:
     k = config["train"]["select"].partition("@")[2] if config else "20"
     figures = {}  # file name -> a function drawing it there
     if history:
+        # every learning rate's run beside the plotted (selected) one
+        runs = {d.name.replace("-", " "): _run_history(d)[0] for d in sorted(args.run_dir.glob("lr-*"))
+                if d.is_dir()} if run != args.run_dir else {}
+        histories = {label: h for label, h in runs.items() if h} or {"": history}
         figures["curves.png"] = lambda path: plots.training_curves(
-            history, (f"HR@{k}", f"MRR@{k}"), selected, path)
+            histories, (f"HR@{k}", f"MRR@{k}"), selected, path,
+            selected=run.name.replace("-", " ") if len(histories) > 1 else None)
     if diagnostics is not None and diagnostics["steps"]["loss"]:
         figures["loss_per_step.png"] = lambda path: plots.step_loss(diagnostics, path)
         figures["gradients.png"] = lambda path: plots.gradient_diagnostics(diagnostics, path)
@@ -624,10 +628,8 @@ def _run_plot(args) -> int:
 
 
 def _attention_figures(run):
-    """Attention maps, in the run's mode, of a few test examples of the run's data."""
-    import numpy as np
-    from srsan_np import model, plots
-    from srsan_np.data import make_batch
+    """Attention maps, in the run's mode, of a few test examples of the run's data, chosen
+    to show what it learned (srsan_np.readout.choose_examples)."""
     from srsan_np.train import load_run
 
     # one run per learning rate: the data is described beside them
@@ -639,24 +641,8 @@ def _attention_figures(run):
     except (DataError, OSError, ValueError) as err:
         print(f"no attention maps: {err}", file=sys.stderr)
         return {}
-    test = dataset.test
-    lengths = test.lengths()
-    # readable maps: prefixes of a few clicks, the first ones of the test set
-    chosen = np.flatnonzero((lengths >= 4) & (lengths <= 8))[:N_ATTENTION_MAPS]
-    if len(chosen) == 0:
-        chosen = np.argsort(-lengths, kind="stable")[:N_ATTENTION_MAPS]
-    len_max = int(lengths.max())  # faithful: as evaluation pads the test prefixes
-
-    def draw(index):
-        def to(path):
-            batch = make_batch(test, [index], config.mode, len_max)
-            maps = model.attention_maps(params, batch, config)
-            return plots.attention_layers(
-                [m[0] for m in maps], batch.inputs[0], readout=int(batch.last[0]), path=path,
-                title=f"test example {index} ({config.mode} mode), next click {batch.targets[0]}")
-        return to
-
-    return {f"attention_test_{j}.png": draw(int(i)) for j, i in enumerate(chosen)}
+    from srsan_np.readout import example_figures
+    return example_figures(params, config, dataset.test)
 
 
 def _add_plot(sub) -> None:

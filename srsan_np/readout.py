@@ -17,10 +17,10 @@ import numpy as np
 
 from srsan_np import model, plots
 from srsan_np.data.batching import make_batch
-from srsan_np.evaluate import ranks_pessimistic
+from srsan_np.evaluate import evaluate_ranks, ranks_pessimistic
 
 __all__ = ["ReadoutRows", "readout_rows", "cued_examples", "cue_attention", "by_distance",
-           "Example", "choose_examples", "example_figures"]
+           "cue_table", "Example", "choose_examples", "example_figures"]
 
 
 class ReadoutRows(NamedTuple):
@@ -149,6 +149,54 @@ def by_distance(distance, columns, distances=None):
                     **{name: float(np.mean(np.asarray(v)[hit])) if hit.any() else float("nan")
                        for name, v in columns.items()}}
     return table
+
+
+def cue_table(params, config, sessions, cue, distance, baselines=(), k=20, layer=-1):
+    """Where the read-out looks, and who ranks the answer, on the cued examples, by distance.
+
+    The model scores and attends over all of ``sessions`` in evaluation batches (as
+    :func:`srsan_np.evaluate.evaluate` does: in faithful mode the batch-mates matter);
+    the baselines, which score each prefix on its own, score the cued examples only.
+
+    Parameters
+    ----------
+    params, config : the trained model.
+    sessions : Sessions, the test examples.
+    cue, distance : (N,) int, from :func:`cued_examples`.
+    baselines : dict[str, Baseline] or (), fitted baselines to compare.
+    k : int, the cut-off of the hit rate.
+    layer : int, the layer whose read-out rows are measured.
+
+    Returns
+    -------
+    dict[str, dict[str, float]]
+        One row per distance present (``"2"``, ``"3"``, ...) and ``"all"``: ``examples``;
+        ``on the cue`` (the cue key's weight) and ``per other key`` (the mean weight of one
+        other real key), both averaged over heads and examples, and their ratio
+        ``cue / other``; ``on padding`` in faithful mode; ``HR@k <name>`` in percent for
+        SR-SAN and each baseline.
+    """
+    from srsan_np.train import model_scorer
+
+    cued = np.flatnonzero(cue)
+    on_cue, per_other, on_padding = cue_attention(readout_rows(params, config, sessions), cue,
+                                                  layer)
+    hits = {"SR-SAN": evaluate_ranks(model_scorer(params, config, sessions), sessions)[cued] <= k}
+    subset = sessions.subset(cued)
+    for name, base in dict(baselines).items():
+        hits[name] = evaluate_ranks(base.score_fn(subset), subset) <= k
+    columns = {"on the cue": on_cue.mean(1), "per other key": per_other.mean(1)}
+    if config.mode == "faithful":
+        columns["on padding"] = on_padding.mean(1)
+    columns.update({f"HR@{k} {name}": 100.0 * h for name, h in hits.items()})
+    table = by_distance(distance[cued], columns)
+    rows = {}
+    for d, row in table.items():
+        n = row.pop("n")
+        ratio = row["on the cue"] / row["per other key"] if row["per other key"] > 0 else np.inf
+        rows[str(d)] = {"examples": n, **dict(list(row.items())[:2]),
+                        "cue / other": float(ratio), **dict(list(row.items())[2:])}
+    return rows
 
 
 class Example(NamedTuple):

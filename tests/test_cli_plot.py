@@ -42,7 +42,8 @@ def test_train_then_plot_writes_real_figures(tmp_path, capsys, mode):
     assert len(written) >= 3 and [str(p) for p in written] == sorted(printed)
     names = {p.name for p in written}
     assert {"curves.png", "loss_per_step.png", "gradients.png", "attention_statistics.png",
-            "attention_test_0.png"} <= names
+            "attention_top20_peaked.png", "attention_top20_spread.png",
+            "attention_missed.png"} <= names
     for path in written:
         assert path.stat().st_size > 5000, path
         assert path.read_bytes().startswith(b"\x89PNG")

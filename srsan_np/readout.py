@@ -20,7 +20,8 @@ from srsan_np.data.batching import make_batch
 from srsan_np.evaluate import evaluate_ranks, ranks_pessimistic
 
 __all__ = ["ReadoutRows", "readout_rows", "cued_examples", "cue_attention", "by_distance",
-           "cue_table", "Example", "choose_examples", "example_figures"]
+           "cue_table", "ExampleMaps", "example_maps", "peakedness", "Example", "choose_examples",
+           "example_figures"]
 
 
 class ReadoutRows(NamedTuple):
@@ -206,8 +207,7 @@ class Example(NamedTuple):
     kind : str, a short name, used for the figure's file name
     why : str, the reason it was chosen, in words (for the figure's title)
     rank : int, the target's rank when the example is scored alone
-    peakedness : float, 1 - (read-out entropy / log of the number of keys), mean over
-        heads of the last layer: 0 reads every key alike, 1 reads one key
+    peakedness : float, :func:`peakedness` of its read-out row
     """
 
     index: int
@@ -217,16 +217,44 @@ class Example(NamedTuple):
     peakedness: float
 
 
-def _alone(params, config, sessions, i, len_max):
-    """Rank of example ``i``'s target and its read-out peakedness, scored alone."""
-    batch = make_batch(sessions, [i], config.mode, len_max)
-    scores = model.score(params, batch, config)
-    rank = int(ranks_pessimistic(scores, batch.targets)[0])
-    row = model.attention_maps(params, batch, config)[-1][0, :, batch.last[0]]  # (H, T)
-    n_keys = int(batch.key_mask[0].sum())
-    p = np.where(row > 0, row, 1.0)
-    entropy = -(row * np.log(p)).sum(-1)                                          # (H,)
-    return rank, float(1.0 - entropy.mean() / np.log(n_keys))
+class ExampleMaps(NamedTuple):
+    """One example's attention maps, scored alone (a batch of one).
+
+    maps : list of L arrays (H, T, T), every layer's weights
+    tokens : (T,) int, the item id at each position (0: padding)
+    readout : int, the read-out query's position
+    rank : int, the target's pessimistic rank among all items
+    """
+
+    maps: list
+    tokens: np.ndarray
+    readout: int
+    rank: int
+
+
+def example_maps(params, config, sessions, index, len_max=None) -> ExampleMaps:
+    """Example ``index`` of ``sessions`` scored alone: its maps and its target's rank.
+
+    ``len_max``: faithful mode's padding length (default: the longest prefix of
+    ``sessions``, as the evaluation pads them).
+    """
+    if len_max is None:
+        len_max = int(sessions.lengths().max())
+    batch = make_batch(sessions, [index], config.mode, len_max)
+    rank = int(ranks_pessimistic(model.score(params, batch, config), batch.targets)[0])
+    maps = [m[0] for m in model.attention_maps(params, batch, config)]
+    return ExampleMaps(maps, batch.inputs[0], int(batch.last[0]), rank)
+
+
+def peakedness(example: ExampleMaps) -> float:
+    """``1 - entropy / log T`` of the last layer's read-out row, mean over heads: 0 reads
+    its ``T`` keys alike, 1 reads one key. (Scored alone, every key of the row is real or,
+    in faithful mode, attended padding.) A row of one key counts as 1."""
+    row = example.maps[-1][:, example.readout]                               # (H, T)
+    if row.shape[-1] < 2:
+        return 1.0
+    entropy = -(row * np.log(np.where(row > 0, row, 1.0))).sum(-1)          # (H,)
+    return float(1.0 - entropy.mean() / np.log(row.shape[-1]))
 
 
 def choose_examples(params, config, sessions, k=20, lengths=(3, 10), n_candidates=300,
@@ -256,9 +284,9 @@ def choose_examples(params, config, sessions, k=20, lengths=(3, 10), n_candidate
     rng = np.random.default_rng(seed)
     pool = np.sort(rng.permutation(pool)[:n_candidates])
     len_max = int(lengths_all.max())
-    measured = [_alone(params, config, sessions, int(i), len_max) for i in pool]
-    rank = np.array([m[0] for m in measured])
-    peak = np.array([m[1] for m in measured])
+    measured = [example_maps(params, config, sessions, int(i), len_max) for i in pool]
+    rank = np.array([m.rank for m in measured])
+    peak = np.array([peakedness(m) for m in measured])
     clicks = [np.append(sessions.prefix(int(i)), sessions.targets[i]).tolist() for i in pool]
 
     def same_session(a, b):
@@ -293,18 +321,14 @@ def example_figures(params, config, sessions, k=20, seed=0):
         ``"attention_<kind>.png" -> draw(path) -> Figure``: every layer and head of the
         example scored alone, the read-out row outlined, titled with why it was chosen.
     """
-    len_max = int(sessions.lengths().max())  # faithful: as evaluation pads the prefixes
-
     def draw(example):
         def to(path):
-            batch = make_batch(sessions, [example.index], config.mode, len_max)
-            maps = model.attention_maps(params, batch, config)
-            n = len(sessions.prefix(example.index))
+            shown = example_maps(params, config, sessions, example.index)
             title = (f"{example.why[0].upper()}{example.why[1:]}\ntest example {example.index}: "
-                     f"{n} clicks, next click {batch.targets[0]} ranked {example.rank} "
-                     f"({config.mode} mode)")
-            return plots.attention_layers([m[0] for m in maps], batch.inputs[0], title=title,
-                                          readout=int(batch.last[0]), path=path)
+                     f"{len(sessions.prefix(example.index))} clicks, next click "
+                     f"{sessions.targets[example.index]} ranked {shown.rank} ({config.mode} mode)")
+            return plots.attention_layers(shown.maps, shown.tokens, title=title,
+                                          readout=shown.readout, path=path)
         return to
 
     return {f"attention_{e.kind}.png": draw(e)

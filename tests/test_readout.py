@@ -130,3 +130,12 @@ def test_choose_examples_as_documented(mode, tmp_path):
     fig = figures["attention_missed.png"](tmp_path / "m.png")
     assert fig._suptitle.get_text().startswith(f"Target not in the top {k}")
     assert (tmp_path / "m.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_peakedness_by_hand():
+    maps = np.zeros((2, 4, 4))
+    maps[0, 3] = 0.25                   # head 0 reads its four keys alike: 0
+    maps[1, 3] = [0.0, 0.0, 1.0, 0.0]   # head 1 reads one key: 1
+    example = readout.ExampleMaps([maps], np.arange(1, 5), 3, 1)
+    assert readout.peakedness(example) == pytest.approx(0.5)
+    assert readout.peakedness(readout.ExampleMaps([np.ones((2, 1, 1))], np.array([3]), 0, 1)) == 1.0

@@ -117,3 +117,12 @@ def test_cue_preset_hides_the_answer_from_the_last_click():
     markov = Markov().fit(data.train, data.n_items)
     ranks = evaluate_ranks(markov.score_fn(data.test), data.test)
     assert np.mean(ranks[cued] <= 20) < 0.05 < np.mean(ranks[cue == 0] <= 20)
+
+
+def test_cli_generates_the_cue_preset(tmp_path, capsys):
+    csv = tmp_path / "cue.csv"
+    assert main(["generate", "--preset", "cue", "--out", str(csv), "--seed", "1"]) == 0
+    read, made = read_diginetica(csv), generate_clicks("cue", 1)
+    for x, y in zip(read[:4], made[:4]):
+        np.testing.assert_array_equal(x, y)
+    assert np.isin(cue_pairs(PRESETS["cue"])[0], read.item).all()

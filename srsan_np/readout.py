@@ -18,6 +18,7 @@ import numpy as np
 from srsan_np import model, plots
 from srsan_np.data.batching import make_batch
 from srsan_np.evaluate import evaluate_ranks, ranks_pessimistic
+from srsan_np.train import model_scorer
 
 __all__ = ["ReadoutRows", "readout_rows", "cued_examples", "cue_attention", "by_distance",
            "cue_table", "ExampleMaps", "example_maps", "peakedness", "Example", "choose_examples",
@@ -177,8 +178,6 @@ def cue_table(params, config, sessions, cue, distance, baselines=(), k=20, layer
         ``cue / other``; ``on padding`` in faithful mode; ``HR@k <name>`` in percent for
         SR-SAN and each baseline.
     """
-    from srsan_np.train import model_scorer
-
     cued = np.flatnonzero(cue)
     on_cue, per_other, on_padding = cue_attention(readout_rows(params, config, sessions), cue,
                                                   layer)
@@ -190,13 +189,11 @@ def cue_table(params, config, sessions, cue, distance, baselines=(), k=20, layer
     if config.mode == "faithful":
         columns["on padding"] = on_padding.mean(1)
     columns.update({f"HR@{k} {name}": 100.0 * h for name, h in hits.items()})
-    table = by_distance(distance[cued], columns)
     rows = {}
-    for d, row in table.items():
-        n = row.pop("n")
-        ratio = row["on the cue"] / row["per other key"] if row["per other key"] > 0 else np.inf
-        rows[str(d)] = {"examples": n, **dict(list(row.items())[:2]),
-                        "cue / other": float(ratio), **dict(list(row.items())[2:])}
+    for d, row in by_distance(distance[cued], columns).items():
+        on, other = row.pop("on the cue"), row.pop("per other key")
+        rows[str(d)] = {"examples": row.pop("n"), "on the cue": on, "per other key": other,
+                        "cue / other": on / other if other > 0 else float("inf"), **row}
     return rows
 
 

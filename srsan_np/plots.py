@@ -64,11 +64,12 @@ def _attention_grid(maps, tokens, row_names, title, readout, path, where):
     labels = _token_labels(tokens, T, where)
     if readout is not None and not 0 <= int(readout) < T:
         raise ValueError(f"{where}: readout={readout} must be a position in 0..{T - 1}")
-    side = 1.0 + 0.28 * T
-    fig = Figure(figsize=(max(side * H + 1.2, 5.5 if readout is not None else 0.0),
-                          side * L + 0.35 * (title or "").count("\n") + 0.6 * (title is not None)
-                          + 0.5 * (readout is not None)),
-                 layout="constrained")
+    # Square panels of about 0.28 in per key; wide enough for the read-out note.
+    width = max((1.0 + 0.28 * T) * H + 1.2, 5.5 if readout is not None else 0.0)
+    side = (width - 1.2) / H
+    height = (side * L + 0.35 * (title or "").count("\n") + 0.6 * (title is not None)
+              + 0.5 * (readout is not None))
+    fig = Figure(figsize=(width, height), layout="constrained")
     axes = fig.subplots(L, H, squeeze=False)
     # One colour scale for every panel, so heads and layers compare at a glance.
     vmax = float(np.nanmax(maps)) if maps.size else 1.0

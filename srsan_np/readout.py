@@ -258,8 +258,10 @@ def choose_examples(params, config, sessions, k=20, lengths=(3, 10), n_candidate
                     seed=0):
     """Up to three test examples that show what a run learned, from distinct sessions.
 
-    Among ``n_candidates`` examples drawn at random (``seed``) with a prefix of
-    ``lengths[0]..lengths[1]`` clicks, each scored alone (as it will be drawn):
+    Among ``n_candidates`` examples drawn at random (``seed``) whose prefix has at most
+    ``lengths[1]`` clicks and at least ``lengths[0]`` distinct items (a map of one item
+    repeated is uniform whatever the model learned), each scored alone (as it will be
+    drawn):
 
     - ``top{k}_peaked``: target ranked in the top ``k``, the most peaked read-out;
     - ``top{k}_spread``: target in the top ``k``, the least peaked read-out;
@@ -275,8 +277,9 @@ def choose_examples(params, config, sessions, k=20, lengths=(3, 10), n_candidate
     list of Example
     """
     lengths_all = sessions.lengths()
-    pool = np.flatnonzero((lengths_all >= lengths[0]) & (lengths_all <= lengths[1]))
-    if len(pool) == 0:  # no readable length: the shortest prefixes with two keys or more
+    pool = [i for i in np.flatnonzero((lengths_all >= lengths[0]) & (lengths_all <= lengths[1]))
+            if len(np.unique(sessions.prefix(i))) >= lengths[0]]
+    if not pool:  # nothing readable: any prefix of two clicks or more
         pool = np.flatnonzero(lengths_all >= 2)
     rng = np.random.default_rng(seed)
     pool = np.sort(rng.permutation(pool)[:n_candidates])

@@ -13,7 +13,9 @@ What is recorded, and when (``N`` = :attr:`Diagnostics.every`):
 - every epoch: the mean of that epoch's sampled ratios and norms, and, on one fixed batch of
   validation examples in evaluation mode, each head's attention entropy at the read-out
   query (in nats: 0 reads one key, ``log n`` spreads evenly over ``n`` keys) and, in
-  faithful mode, the attention mass the read-out query puts on padding (id 0) keys.
+  faithful mode, the attention mass the read-out query puts on padding (id 0) keys. The
+  entropy's ceiling on that batch, the mean of ``log n`` over its read-out rows, is
+  recorded once, as ``uniform_entropy``.
 
 File format. Everything lives in one JSON file of the run directory
 (:attr:`srsan_np.run.Run.diagnostics_path`), one object rewritten whole -- temporary file,
@@ -120,6 +122,9 @@ class Diagnostics:
         # columns: one entry per step, and per sampled step
         self.data = {"version": VERSION, "every": self.every, "mode": config.mode,
                      "params": list(params),
+                     # the read-out entropy of a uniform row, averaged over the probe batch
+                     "uniform_entropy": (_short(np.log(self.probe.key_mask.sum(1)).mean())
+                                         if n else None),
                      "steps": {"epoch": [], "loss": [], "loss_smoothed": [], "lr": []},
                      "sampled": {"step": [], "epoch": [], "grad_norm": {n: [] for n in params},
                                  "update_ratio": {n: [] for n in params}},

@@ -207,26 +207,30 @@ def bootstrap_ci(ranks, ks=(5, 10, 20), n_boot=1000, seed=0, level=0.95):
     return {key: (float(lo), float(hi)) for key, lo, hi in zip(values, low, high)}
 
 
-def format_table(rows, digits=2):
+def format_table(rows, digits=2, name="method"):
     """A fixed-width text table: one row per method, one column per metric.
 
     Parameters
     ----------
     rows : dict[str, dict[str, float | str]]
         ``method -> {metric: value}``; columns in order of first appearance; a missing
-        value prints as ``-``; strings are printed as given.
+        value prints as ``-``; strings and integers (counts) are printed as given.
     digits : int
         Decimals for numbers.
+    name : str
+        The heading of the first column (what a row is).
     """
     columns = list(dict.fromkeys(key for metrics in rows.values() for key in metrics))
 
     def cell(value):
         if value is None:
             return "-"
-        return value if isinstance(value, str) else f"{value:.{digits}f}"
+        if isinstance(value, (str, int, np.integer)):
+            return str(value)
+        return f"{value:.{digits}f}"
 
     body = [[name] + [cell(metrics.get(c)) for c in columns] for name, metrics in rows.items()]
-    header = ["method"] + columns
+    header = [name] + columns
     widths = [max(len(r[i]) for r in [header] + body) for i in range(len(header))]
 
     def line(cells):

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
@@ -53,15 +54,22 @@ def _token_labels(tokens, T: int, where: str) -> list[str]:
     return ["pad" if isinstance(t, int) and t == 0 else str(t) for t in tokens]
 
 
+READOUT_NOTE = ("red outline: the read-out query (the last click), the only row that reaches\n"
+                "the scores: its weights say how the session vector is mixed from the keys")
+
+
 def _attention_grid(maps, tokens, row_names, title, readout, path, where):
     """The shared body of the two attention plots: ``maps`` (L, H, T, T), one row per layer."""
     L, H, T, _ = maps.shape
     labels = _token_labels(tokens, T, where)
     if readout is not None and not 0 <= int(readout) < T:
         raise ValueError(f"{where}: readout={readout} must be a position in 0..{T - 1}")
-    side = 1.0 + 0.28 * T
-    fig = Figure(figsize=(side * H + 1.2, side * L + 0.6 * (title is not None)),
-                 layout="constrained")
+    # Square panels of about 0.28 in per key; wide enough for the read-out note.
+    width = max((1.0 + 0.28 * T) * H + 1.2, 5.5 if readout is not None else 0.0)
+    side = (width - 1.2) / H
+    height = (side * L + 0.35 * (title or "").count("\n") + 0.6 * (title is not None)
+              + 0.5 * (readout is not None))
+    fig = Figure(figsize=(width, height), layout="constrained")
     axes = fig.subplots(L, H, squeeze=False)
     # One colour scale for every panel, so heads and layers compare at a glance.
     vmax = float(np.nanmax(maps)) if maps.size else 1.0
@@ -81,8 +89,12 @@ def _attention_grid(maps, tokens, row_names, title, readout, path, where):
             if h == 0:
                 ax.set_ylabel("query (item id)")
     fig.colorbar(image, ax=axes, shrink=0.8, label="attention weight")
+    if readout is not None:
+        outline = Rectangle((0, 0), 1, 1, fill=False, edgecolor="red", linewidth=1.5)
+        fig.legend([outline], [READOUT_NOTE], loc="outside lower center", fontsize=8,
+                   frameon=False)
     if title is not None:
-        fig.suptitle(title)
+        fig.suptitle(title, fontsize=10)
     return _save(fig, path)
 
 
@@ -143,21 +155,27 @@ def attention_layers(maps_per_layer, tokens, title=None, readout=None, path=None
     return _attention_grid(maps, tokens, names, title, readout, path, "attention_layers")
 
 
-def training_curves(history, metrics=("HR@20", "MRR@20"), selected_epoch=None, path=None) -> Figure:
-    """Training loss and validation/test metrics per epoch.
+def training_curves(history, metrics=("HR@20", "MRR@20"), selected_epoch=None, path=None,
+                    selected=None) -> Figure:
+    """Training loss and validation/test metrics per epoch, of one run or of several.
 
     Parameters
     ----------
-    history : list of dict
+    history : list of dict, or dict[str, list of dict]
         ``summary["history"]`` from :func:`srsan_np.train.fit`: each record has ``epoch``,
         ``train_loss``, ``valid`` (metrics dict, or None without a validation split) and
-        ``test`` (metrics dict).
+        ``test`` (metrics dict). Several runs (e.g. one per learning rate) as a dict
+        ``label -> history``: each is drawn in its own colour.
     metrics : sequence of str
         Metric names to plot, one panel each (keys of the metric dicts).
     selected_epoch : int or None
-        Marked with a dashed vertical line (e.g. ``summary["selected_epoch"]``).
+        The epoch the run was selected at (e.g. ``summary["selected_epoch"]``), drawn as
+        a labelled dashed vertical line.
     path : str or Path or None
         Where to save the figure.
+    selected : str or None
+        With several runs: the label of the selected one, drawn thick and named so in the
+        legends (the others thin and faded).
 
     Returns
     -------
@@ -165,41 +183,58 @@ def training_curves(history, metrics=("HR@20", "MRR@20"), selected_epoch=None, p
         ``1 + len(metrics)`` axes: the loss, then one per metric, then the learning rate
         (log scale) if every record has an ``lr``.
     """
-    history = list(history)
-    if not history:
+    runs = dict(history) if isinstance(history, Mapping) else {"": list(history)}
+    if not runs or not all(runs.values()):
         raise ValueError("training_curves: history is empty (no epoch was run)")
+    if selected is not None and selected not in runs:
+        raise ValueError(f"training_curves: selected={selected!r} is not one of {list(runs)}")
+    first = next(iter(runs.values()))[0]
     for key in ("epoch", "train_loss", "test"):
-        if key not in history[0]:
+        if key not in first:
             raise ValueError(f"training_curves: history records need {key!r}; "
-                             f"got keys {sorted(history[0])}")
+                             f"got keys {sorted(first)}")
     for m in metrics:
-        if m not in history[0]["test"]:
+        if m not in first["test"]:
             raise ValueError(f"training_curves: metric {m!r} not in the history; "
-                             f"available: {list(history[0]['test'])}")
-    epochs = [r["epoch"] for r in history]
-    with_lr = all("lr" in r for r in history)
+                             f"available: {list(first['test'])}")
+    with_lr = all("lr" in r for h in runs.values() for r in h)
     n_axes = 1 + len(metrics) + with_lr
-    fig = Figure(figsize=(4.0 * n_axes, 3.2), layout="constrained")
+    fig = Figure(figsize=(4.0 * n_axes, 3.4 + 0.3 * (len(runs) > 1)), layout="constrained")
     axes = fig.subplots(1, n_axes, squeeze=False)[0]
-    axes[0].plot(epochs, [r["train_loss"] for r in history], marker="o", label="train")
+    colours = colormaps["tab10"](np.arange(10))
+    for n, (label, records) in enumerate(runs.items()):
+        chosen = len(runs) == 1 or label == selected
+        name = f"{label} (selected)" if len(runs) > 1 and label == selected else label
+        style = dict(color=colours[n % 10], linewidth=2.0 if chosen else 1.0,
+                     alpha=1.0 if chosen else 0.5)
+        epochs = [r["epoch"] for r in records]
+        axes[0].plot(epochs, [r["train_loss"] for r in records], marker="o", label=name or "train",
+                     **style)
+        for ax, m in zip(axes[1:], metrics):
+            if all(r.get("valid") is not None for r in records):
+                ax.plot(epochs, [r["valid"][m] for r in records], marker="o",
+                        label=f"{name}, validation" if name else "validation", **style)
+            ax.plot(epochs, [r["test"][m] for r in records], marker="s", linestyle="--",
+                    label=f"{name}, test" if name else "test", **style)
+        if with_lr:
+            axes[-1].semilogy(epochs, [r["lr"] for r in records], marker="o",
+                              drawstyle="steps-post", label=name or None, **style)
     axes[0].set_ylabel("cross-entropy")
     axes[0].set_title("training loss")
     for ax, m in zip(axes[1:], metrics):
-        if all(r.get("valid") is not None for r in history):
-            ax.plot(epochs, [r["valid"][m] for r in history], marker="o", label="validation")
-        ax.plot(epochs, [r["test"][m] for r in history], marker="s", label="test")
         ax.set_ylabel(f"{m} (%)")
         ax.set_title(m)
-        ax.legend()
     if with_lr:
-        axes[-1].semilogy(epochs, [r["lr"] for r in history], marker="o", drawstyle="steps-post")
         axes[-1].set_ylabel("learning rate")
         axes[-1].set_title("learning rate")
     for ax in axes:
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if selected_epoch is not None:
-            ax.axvline(selected_epoch, color="grey", linestyle="--", linewidth=1)
+            ax.axvline(selected_epoch, color="grey", linestyle="--", linewidth=1,
+                       label=f"selected epoch ({selected_epoch})")
+    for ax in axes[1:1 + len(metrics)] if len(runs) == 1 else axes:
+        ax.legend(fontsize=7)
     return _save(fig, path)
 
 
@@ -248,12 +283,37 @@ def step_loss(diagnostics, path=None) -> Figure:
     return _save(fig, path)
 
 
+GRADIENT_GROUPS = (("embeddings", ("embedding.", "position.")),
+                   ("attention", ("self_attn.",)),
+                   ("feed-forward", ("linear1.", "linear2.")),
+                   ("layer norms", ("norm1.", "norm2.")))
+
+
+def _group_tensors(names):
+    """``{group: [(name, short label)]}`` for the parameter names, in the order of
+    :data:`GRADIENT_GROUPS` (a name of none of them goes to "other")."""
+    layers = {n.split(".")[1] for n in names if n.startswith("layers.")}
+    groups = {}
+    for name in names:
+        key = name.split(".", 2)[2] if name.startswith("layers.") else name
+        group = next((g for g, parts in GRADIENT_GROUPS if any(p in key for p in parts)), "other")
+        label = key.replace("self_attn.", "").replace("_", " ").replace(".", " ")
+        if name.startswith("layers.") and len(layers) > 1:
+            label = f"layer {name.split('.')[1]}: {label}"
+        groups.setdefault(group, []).append((name, label))
+    order = [g for g, _ in GRADIENT_GROUPS] + ["other"]
+    return {g: groups[g] for g in order if g in groups}
+
+
 def gradient_diagnostics(diagnostics, path=None) -> Figure:
     """Per parameter tensor: gradient norm and update-to-weight ratio at the sampled steps.
 
-    A healthy run keeps most update ratios within a decade of ``1e-3`` (the dashed line):
-    far above, the learning rate is too high and the weights are thrown around; far below,
-    that tensor barely learns.
+    One column per group of tensors (embeddings, attention, feed-forward, layer norms), the
+    norms above, the ratios below, each tensor a labelled line (biases dashed). A healthy
+    run keeps most update ratios within a decade of ``1e-3`` (the dashed black line): far
+    above, the learning rate is too high and the weights are thrown around; far below, that
+    tensor barely learns. In sequence mode biases and LayerNorm shifts start at 0, so their
+    first ratios are about 1: the first update is all of their weight.
 
     Parameters
     ----------
@@ -263,31 +323,49 @@ def gradient_diagnostics(diagnostics, path=None) -> Figure:
     Returns
     -------
     matplotlib.figure.Figure
-        Two axes (log scale), one line per parameter tensor in each.
+        ``2 x G`` axes (log scale) for ``G`` groups, one line per tensor in each.
     """
     sampled = _check_diagnostics(diagnostics, "gradient_diagnostics")["sampled"]
     if not sampled["step"]:
         raise ValueError("gradient_diagnostics: no sampled step recorded yet")
-    names = list(diagnostics["params"])
-    fig = Figure(figsize=(11.0, 4.0), layout="constrained")
-    axes = fig.subplots(1, 2)
-    colours = colormaps["tab20"](np.arange(len(names)) % 20)
-    for ax, key, title in ((axes[0], "grad_norm", "gradient norm ||g||"),
-                           (axes[1], "update_ratio", "update / weight ||dW|| / ||W||")):
-        for name, colour in zip(names, colours):
-            ax.semilogy(sampled["step"], sampled[key][name], marker=".", color=colour,
-                        label=name)
-        _epoch_starts(ax, diagnostics["steps"]["epoch"])
-        ax.set_xlabel("step (dotted: a new epoch)")
-        ax.set_title(title)
-    axes[1].axhline(1e-3, color="black", linestyle="--", linewidth=1)
-    axes[1].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    groups = _group_tensors(list(diagnostics["params"]))
+    fig = Figure(figsize=(3.6 * len(groups) + 0.4, 6.4), layout="constrained")
+    axes = fig.subplots(2, len(groups), squeeze=False, sharex=True, sharey="row")
+    colours = colormaps["tab10"](np.arange(10))
+    for column, (group, tensors) in enumerate(groups.items()):
+        for row, key in enumerate(("grad_norm", "update_ratio")):
+            ax = axes[row, column]
+            for (name, label), colour in zip(tensors, colours[np.arange(len(tensors)) % 10]):
+                ax.semilogy(sampled["step"], sampled[key][name], marker=".", color=colour,
+                            linestyle="--" if name.endswith("bias") else "-", label=label)
+            _epoch_starts(ax, diagnostics["steps"]["epoch"])
+            if row == 1:
+                ax.axhline(1e-3, color="black", linestyle="--", linewidth=1)
+                ax.set_xlabel("step")
+        axes[0, column].set_title(group)
+        axes[0, column].legend(fontsize=7, loc="best")
+    axes[0, 0].set_ylabel("gradient norm ||g||")
+    axes[1, 0].set_ylabel("update / weight ||dW|| / ||W||")
+    handles = [Line2D([], [], color="black", linestyle="--", linewidth=1),
+               Line2D([], [], color="grey", linestyle=":", linewidth=1)]
+    labels = ["update ratio 1e-3: the rule of thumb (within a decade of it: healthy)",
+              "a new epoch begins"]
+    if diagnostics.get("mode") == "sequence":
+        handles.append(Line2D([], [], linestyle="none"))
+        labels.append("biases and LayerNorm shifts start at 0: their first updates are all of "
+                      "their weight (ratio ~1)")
+    fig.legend(handles, labels, loc="outside lower center", fontsize=8, frameon=False,
+               ncols=2 if len(groups) > 2 else 1)
     return _save(fig, path)
 
 
 def attention_diagnostics(diagnostics, path=None) -> Figure:
     """Per layer and head, per epoch: the read-out query's attention entropy and, in
     faithful mode, its attention mass on padding, on a fixed batch of validation examples.
+
+    Both axes start at 0. The entropy is drawn under its ceiling, the entropy of a read-out
+    that spreads evenly over its keys (``log T`` for ``T`` keys, averaged over the batch:
+    the file's ``uniform_entropy``, when it has one), so a drop reads as a share of it.
 
     Parameters
     ----------
@@ -315,11 +393,18 @@ def attention_diagnostics(diagnostics, path=None) -> Figure:
         for l in range(values.shape[1]):
             for h in range(values.shape[2]):
                 ax.plot(epochs, values[:, l, h], marker="o", label=f"layer {l}, head {h}")
+        top = float(np.nanmax(values))
+        uniform = diagnostics.get("uniform_entropy")
+        if key == "attention_entropy" and uniform is not None:
+            ax.axhline(uniform, color="black", linestyle="--", linewidth=1,
+                       label=f"uniform over the keys: mean log T = {uniform:.2f}")
+            top = max(top, uniform)
+        ax.set_ylim(0.0, 1.0 if key == "padding_mass" else 1.1 * top or 1.0)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(ylabel)
         ax.set_title(title)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="lower left")
     return _save(fig, path)
 
 

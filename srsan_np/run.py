@@ -361,20 +361,24 @@ class Run:
         return None, None
 
     def metrics(self):
-        """``metrics.csv`` read back: ``{learning rate: [one dict per epoch]}`` (numbers as
-        numbers, a metric without a validation split as None), or None if there is none."""
+        """``metrics.csv`` read back: ``{learning rate: its epochs}``, each epoch a record as
+        :func:`srsan_np.train.fit`'s history has it (``valid`` None without a validation
+        split), or None if there is none."""
         path = self.directory / _METRICS
         if not path.exists():
             return None
+        by_rate = {}
         try:
-            rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
-            by_rate = {}
-            for row in rows:
-                record = {k: None if v == "" else int(v) if k == "epoch" else float(v)
-                          for k, v in row.items() if k != "learning_rate"}
-                by_rate.setdefault(row["learning_rate"], []).append(record)
+            for row in csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))):
+                split = {s: {k[len(s) + 1:]: float(v) for k, v in row.items()
+                             if k.startswith(f"{s}_") and v != ""} or None
+                         for s in ("valid", "test")}
+                by_rate.setdefault(row["learning_rate"], []).append({
+                    "epoch": int(row["epoch"]), "lr": float(row["epoch_lr"]),
+                    "train_loss": float(row["train_loss"]), **split,
+                    "seconds": float(row["seconds"])})
         except (UnicodeDecodeError, ValueError, KeyError, TypeError, csv.Error) as err:
-            raise DataError(f"{path}: not a run's metrics ({err})") from None
+            raise DataError(f"{path}: not a run's metrics ({type(err).__name__}: {err})") from None
         return by_rate
 
     def by_lr(self):

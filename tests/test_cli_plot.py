@@ -43,7 +43,8 @@ def test_train_then_plot_writes_real_figures(tmp_path, capsys, mode):
     assert len(written) >= 3 and [str(p) for p in written] == sorted(printed)
     names = {p.name for p in written}
     assert {"curves.png", "loss_per_step.png", "gradients.png", "attention_statistics.png",
-            "attention_test_0.png"} <= names
+            "attention_top20_peaked.png", "attention_top20_spread.png",
+            "attention_missed.png"} <= names
     for path in written:
         assert path.stat().st_size > 5000, path
         assert path.read_bytes().startswith(b"\x89PNG")
@@ -186,4 +187,5 @@ def test_the_run_explains_itself_and_keeps_a_record(tmp_path, capsys):
         assert f"{float(row['test_HR@20']):.2f}" == line[11]
     assert [r["learning_rate"] for r in rows] == ["0.003", "0.003", "0.01", "0.01"]
     back = Run(run).metrics()
-    assert list(back) == ["0.003", "0.01"] and back["0.01"][1]["test_HR@20"] == float(rows[3]["test_HR@20"])
+    assert list(back) == ["0.003", "0.01"]
+    assert back["0.01"][1]["test"]["HR@20"] == float(rows[3]["test_HR@20"])

@@ -44,7 +44,11 @@ def test_attention_heatmap_one_panel_per_head(tmp_path):
         assert [t.get_text() for t in ax.get_yticklabels()] == ["pad", "12", "7", "31", "5"]
         assert len(ax.patches) == 1  # the read-out row outline
     assert panels[0].get_ylabel().startswith("query") and panels[0].get_xlabel().startswith("key")
+    # the outline is explained in the figure
+    (legend,) = fig.legends
+    assert "read-out query" in legend.get_texts()[0].get_text()
     _assert_png(path)
+    assert not plots.attention_heatmap(_maps(rng, 3, 5), tokens).legends  # no read-out: no note
 
 
 def test_attention_layers_grid(tmp_path):
@@ -96,6 +100,24 @@ def test_training_curves(tmp_path):
     assert len(fig.axes) == 2 and len(fig.axes[1].get_lines()) == 1
 
 
+def test_training_curves_of_several_runs(tmp_path):
+    """One run per learning rate: every run drawn, the selected one thick and named so, the
+    selected epoch's line labelled."""
+    other = [dict(r, train_loss=r["train_loss"] + 1) for r in _history()]
+    fig = plots.training_curves({"lr 0.01": _history(), "lr 0.003": other}, selected_epoch=2,
+                                selected="lr 0.003", path=tmp_path / "c.png")
+    hr = fig.axes[1]
+    lines = {line.get_label(): line for line in hr.get_lines()}
+    assert set(lines) == {"lr 0.01, validation", "lr 0.01, test", "lr 0.003 (selected), validation",
+                          "lr 0.003 (selected), test", "selected epoch (2)"}
+    assert lines["lr 0.003 (selected), test"].get_linewidth() > lines["lr 0.01, test"].get_linewidth()
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == [
+        "lr 0.01", "lr 0.003 (selected)", "selected epoch (2)"]
+    _assert_png(tmp_path / "c.png")
+    with pytest.raises(ValueError, match="selected='lr 1'"):
+        plots.training_curves({"lr 0.01": _history()}, selected="lr 1")
+
+
 def test_training_curves_bad_input():
     with pytest.raises(ValueError, match="empty"):
         plots.training_curves([])
@@ -112,7 +134,7 @@ def _diagnostics(mode="faithful"):
     sampled = [0, 2, 4, 5, 7, 9]
     attention = lambda e: {"attention_entropy": [[1.0 - 0.1 * e, 0.8]],  # noqa: E731
                            "padding_mass": [[0.3, 0.2 + 0.1 * e]] if mode == "faithful" else None}
-    return {"version": 1, "every": 2, "mode": mode, "params": names,
+    return {"version": 1, "every": 2, "mode": mode, "params": names, "uniform_entropy": 1.2,
             "steps": {"epoch": epoch, "loss": [6.0 - 0.1 * i for i in range(10)],
                       "loss_smoothed": [6.0 - 0.05 * i for i in range(10)], "lr": [1e-3] * 10},
             "sampled": {"step": sampled, "epoch": [epoch[i] for i in sampled],
@@ -128,16 +150,30 @@ def test_diagnostics_plots(tmp_path):
     assert len(ax.get_lines()) == 3  # raw, smoothed, one epoch start
     _assert_png(tmp_path / "loss.png")
     fig = plots.gradient_diagnostics(d, path=tmp_path / "grads.png")
-    assert [ax.get_yscale() for ax in fig.axes] == ["log", "log"]
-    # two tensors, one epoch start, and the 1e-3 reference on the ratios
-    assert [len(ax.get_lines()) for ax in fig.axes] == [3, 4]
+    # one column per group (norms above, ratios below), one labelled line per tensor
+    assert [ax.get_title() for ax in fig.axes] == ["embeddings", "feed-forward", "", ""]
+    assert {ax.get_yscale() for ax in fig.axes} == {"log"}
+    assert [t.get_text() for t in fig.axes[1].get_legend().get_texts()] == ["linear1 weight"]
+    # one tensor and one epoch start per panel, and the 1e-3 reference on the ratios
+    assert [len(ax.get_lines()) for ax in fig.axes] == [2, 2, 3, 3]
+    (notes,) = fig.legends
+    assert "1e-3" in notes.get_texts()[0].get_text()
+    assert not any("start at 0" in t.get_text() for t in notes.get_texts())  # faithful: random init
     _assert_png(tmp_path / "grads.png")
+    seq = plots.gradient_diagnostics(_diagnostics("sequence"))
+    assert any("start at 0" in t.get_text() for t in seq.legends[0].get_texts())
     fig = plots.attention_diagnostics(d, path=tmp_path / "att.png")
     assert [ax.get_title() for ax in fig.axes] == ["read-out attention entropy",
                                                    "read-out attention on padding"]
-    assert [len(ax.get_lines()) for ax in fig.axes] == [2, 2]  # one per head
+    # one line per head, and the entropy's ceiling (uniform attention) as a reference
+    assert [len(ax.get_lines()) for ax in fig.axes] == [3, 2]
+    assert fig.axes[0].get_lines()[-1].get_ydata()[0] == 1.2
+    assert "log T" in fig.axes[0].get_legend().get_texts()[-1].get_text()
+    assert [ax.get_ylim()[0] for ax in fig.axes] == [0.0, 0.0]
     _assert_png(tmp_path / "att.png")
     assert len(plots.attention_diagnostics(_diagnostics("sequence")).axes) == 1
+    old = {k: v for k, v in d.items() if k != "uniform_entropy"}  # a file from before it
+    assert len(plots.attention_diagnostics(old).axes[0].get_lines()) == 2
 
 
 def test_diagnostics_plots_bad_input():

@@ -14,10 +14,11 @@ def _run(args) -> int:
 
     if not args.run_dir.is_dir():
         raise DataError(f"{args.run_dir}: no such run directory")
-    run = Run(args.run_dir).plotted()
+    top = Run(args.run_dir)
+    run = top.plotted()
     if run.directory != args.run_dir:
         print(f"{args.run_dir} holds one run per learning rate; plotting {run.directory}")
-    figures = run_figures(run)
+    figures = run_figures(top)
     if not figures:
         raise DataError(f"{run.directory}: nothing to plot yet (no epoch finished, no diagnostics)")
     out = args.out or args.run_dir / "plots"

@@ -19,6 +19,37 @@ The generated log has the shape of a real one and structure a session model can 
   preprocessing) and the mean length after filtering is about 5, like Diginetica.
 * Sessions are dated uniformly over ``n_days`` days; the last 7 become the test set.
 
+The ``cue`` preset plants, on top of all that, a **long-range dependency** (``p_cue > 0``):
+
+* ``n_cues`` *cue* items and as many *answer* items are added to the catalogue, outside
+  every topic. Cue ``k`` has the raw id ``10 * n_items + 1 + k`` and its answer the raw id
+  ``10 * n_items + 1 + n_cues + k`` (:func:`cue_pairs`); neither is ever clicked otherwise.
+* A share ``p_cue`` of the sessions is *cued*: a cue ``k`` (uniform) and a distance ``d``
+  (uniform in ``cue_distance``, both ends included) are drawn; the session is walked as
+  above with at least ``d - 1`` clicks, then cue ``k`` is inserted before one of them and
+  its answer exactly ``d`` clicks after the cue: ``..., cue, x_1, ..., x_{d-1}, answer, ...``.
+  The ``d - 1`` clicks between (the *distractors*) and the clicks around are ordinary
+  ones, drawn without regard to the cue.
+
+So the answer is determined by the item ``d`` clicks back, and not by the last click. What
+each model can see of it (the preprocessing can drop a rare distractor, shortening ``d``):
+
+- **Markov** (last click -> next): the click before the answer is a distractor, unrelated
+  to the cue, so its counts rank the answer no better than any item that once followed
+  it: it sees nothing of the plant.
+- **SKNN** (item sets of whole training sessions): a neighbour holding the same cue also
+  holds its answer, so it sees the cue and the answer co-occur, but a shared cue counts
+  no more than a shared distractor (order, distance and which item matters are all
+  invisible to it), and neighbours that share only distractors dilute the vote.
+- **SR-SAN, sequence mode**: every click, in order; the read-out query (the last click)
+  can learn to put its attention on the one key that is a cue, whatever the distance, and
+  map it to its answer. Without position embeddings it does not know ``d``: more
+  distractors only mean more keys competing with the cue.
+- **SR-SAN, faithful mode**: the same items as a set sorted by id (each cue occurs once
+  per session, so deduplication keeps it), padded with 0 and not masked: the cue is still
+  a key, but click order, and so ``d``, is gone from the input, and the padding competes
+  with it for attention.
+
 Everything is drawn from one ``np.random.Generator(PCG64(seed))`` in a fixed order, block
 by block, so a preset and a seed always give the same file.
 """
@@ -56,11 +87,24 @@ class GeneratorConfig:
     p_repeat: float = 0.2
     p_transition: float = 0.3
     p_noise: float = 0.1
+    n_cues: int = 0          # cue -> answer pairs planted (the cue preset)
+    p_cue: float = 0.0       # share of sessions with a planted cue
+    cue_distance: tuple = (2, 6)  # the cue's distance before its answer, both ends included
+
+    def __post_init__(self):
+        low, high = self.cue_distance
+        if self.p_cue > 0 and not (self.n_cues >= 1 and 1 <= low <= high):
+            raise ValueError(f"GeneratorConfig: a planted cue needs n_cues >= 1 and "
+                             f"1 <= cue_distance[0] <= cue_distance[1], got n_cues={self.n_cues}, "
+                             f"cue_distance={self.cue_distance}")
 
 
 PRESETS = {
     # ~3,600 training sessions (~15,000 examples), ~1,000 items: trains in about a minute.
     "sample": GeneratorConfig(n_sessions=6_000, n_items=2_000, n_topics=60, n_days=42),
+    # The sample's log plus a planted long-range dependency (see the module docstring).
+    "cue": GeneratorConfig(n_sessions=8_000, n_items=2_000, n_topics=60, n_days=42,
+                           n_cues=100, p_cue=0.3),
     # Diginetica's scale: ~43,000 items and ~700,000 training examples after preprocessing.
     "diginetica": GeneratorConfig(n_sessions=258_000, n_items=150_000, n_topics=2_000, n_days=150,
                                   item_zipf=0.8),
@@ -71,6 +115,43 @@ def preset_config(preset: str) -> GeneratorConfig:
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     return PRESETS[preset]
+
+
+def cue_pairs(config: GeneratorConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The raw ids of the planted cues and of their answers: ``(cues, answers)``, each
+    ``(n_cues,)``; cue ``cues[k]`` is answered by ``answers[k]``."""
+    first = 10 * config.n_items + 1
+    return (first + np.arange(config.n_cues, dtype=np.int64),
+            first + config.n_cues + np.arange(config.n_cues, dtype=np.int64))
+
+
+@njit(cache=True)
+def _plant(starts, walked, cued, before, distance, cue, answer):
+    """Session k's walked clicks with, if ``cued[k]``, ``cue[k]`` inserted after its first
+    ``before[k]`` clicks and ``answer[k]`` ``distance[k]`` clicks after the cue.
+
+    Returns the new clicks and the new ``starts``.
+    """
+    S = len(starts) - 1
+    new_starts = np.empty(S + 1, dtype=np.int64)
+    new_starts[0] = 0
+    for k in range(S):
+        new_starts[k + 1] = new_starts[k] + starts[k + 1] - starts[k] + 2 * cued[k]
+    out = np.empty(new_starts[-1], dtype=np.int64)
+    for k in range(S):
+        a, o = starts[k], new_starts[k]
+        n = starts[k + 1] - a
+        for c in range(n + 1):  # before walked click c (c = n: at the end)
+            if cued[k] and c == before[k]:
+                out[o] = cue[k]
+                o += 1
+            if cued[k] and c == before[k] + distance[k] - 1:
+                out[o] = answer[k]
+                o += 1
+            if c < n:
+                out[o] = walked[a + c]
+                o += 1
+    return out, new_starts
 
 
 def _zipf_cdf(n: int, exponent: float) -> np.ndarray:
@@ -147,18 +228,30 @@ def generate_blocks(config: GeneratorConfig, seed: int = 0) -> Iterator[Clicks]:
     for block_start in range(0, config.n_sessions, SESSIONS_PER_BLOCK):
         S = min(SESSIONS_PER_BLOCK, config.n_sessions - block_start)
         lengths = rng.geometric(1.0 / (1.0 + config.mean_extra_clicks), size=S)  # >= 1, mean 1 + extra
+        if config.p_cue > 0:  # drawn only then, so that a log without cues is unchanged
+            cued = rng.random(S) < config.p_cue
+            distance = rng.integers(config.cue_distance[0], config.cue_distance[1] + 1, size=S)
+            pair = rng.integers(0, config.n_cues, size=S)
+            lengths = np.where(cued, np.maximum(lengths, distance - 1), lengths)  # room for d - 1 distractors
+            before = rng.integers(0, np.maximum(lengths - distance + 2, 1))  # clicks before the cue
         starts = np.concatenate([[0], np.cumsum(lengths)])
         N = int(starts[-1])
         intent = _draw(topic_cdf, rng, S)
         items = _walk(starts, topic_items(np.repeat(intent, lengths)), _draw(global_cdf, rng, N),
                       rng.integers(0, config.n_successors, size=N), rng.random(N), rng.random(N),
                       successors, config.p_repeat, config.p_transition, config.p_noise)
+        items = raw_id[items]
+        if config.p_cue > 0:
+            cues, answers = cue_pairs(config)
+            items, starts = _plant(starts, items, cued, before, distance, cues[pair], answers[pair])
+            lengths = np.diff(starts)
+            N = int(starts[-1])
         day = rng.integers(0, config.n_days, size=S)
         gaps = rng.integers(1_000, 120_000, size=N)
         session_of_click = np.repeat(np.arange(S), lengths)
         timeframe = np.cumsum(gaps) - np.repeat(np.cumsum(gaps)[starts[:-1]], lengths)
         yield Clicks(session=first_session + session_of_click,
-                     item=raw_id[items],
+                     item=items,
                      date=START + DAY * day[session_of_click],
                      timeframe=timeframe,
                      source=f"generated:{seed}")

@@ -9,7 +9,8 @@ repository's root, so docs/ and notebooks/ are read where they are.
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))  # srsan_book.py, beside this file
+BOOK = Path(__file__).resolve().parent
+sys.path[:0] = [str(BOOK), str(BOOK.parent)]  # srsan_book.py; the checkout's srsan_np, documented
 
 project = "srsan-np"
 author = "the srsan-np authors"

@@ -45,3 +45,5 @@ html_theme = "sphinx_book_theme"
 html_theme_options = {"home_page_in_toc": True, "show_toc_level": 2}
 html_context = {"default_mode": "light"}
 html_sourcelink_suffix = ""
+html_static_path = ["_static"]  # book/_static
+html_css_files = ["course.css"]

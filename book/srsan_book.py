@@ -4,8 +4,9 @@
   or `fast/encoder.py` as docs/derivations.md §13 writes it) or links to its file, the
   name becomes a link to that module's entry under "The source".
 - ``.. srsan-modules::`` (the pages in book/api/) writes one section per module listed in
-  its content: its path as title, the sections that derive it (every heading on the site
-  that names the module), a link to its highlighted source, then its docstrings.
+  its content: its path as title, the sections that explain it (every heading on the site
+  that names the module: a derivation, a step of the data protocol), a link to its
+  highlighted source, then its docstrings.
 
 A page read on GitHub keeps its plain paths; only the site adds the links.
 """
@@ -61,24 +62,35 @@ def section_title(title: nodes.title) -> str:
     return title.astext().split(" — ")[0].strip()
 
 
+def inside_link(node: nodes.Node) -> bool:
+    links = (nodes.reference, addnodes.pending_xref, addnodes.download_reference)
+    while node.parent is not None:
+        node = node.parent
+        if isinstance(node, links):
+            return True
+    return False
+
+
 class LinkModulePaths(SphinxTransform):
     """Module paths written as code, or linked as files, become links to their entries."""
 
     default_priority = 500
 
     def apply(self) -> None:
-        derivations = self.env.srsan_derivations  # module -> [(docname, anchor, title)]
+        sections = self.env.srsan_sections  # module -> [(docname, anchor, title)]
+        source_page = any(self.document.findall(explained_in))  # a page of book/api/
         for literal in list(self.document.findall(nodes.literal)):
-            if isinstance(literal.parent, (nodes.reference, addnodes.pending_xref)):
+            parent = literal.parent
+            if inside_link(literal):
                 continue
+            heading = isinstance(parent, nodes.title) and isinstance(parent.parent, nodes.section)
             module = module_named(literal.astext())
-            title = literal.parent
-            if module is None or title.astext() == literal.astext():  # a module's own heading
+            if module is None or (heading and source_page):  # its own page's headings
                 continue
             literal.replace_self(module_xref(module, literal.deepcopy()))
-            if isinstance(title, nodes.title) and isinstance(title.parent, nodes.section):
-                entry = (self.env.docname, title.parent["ids"][0], section_title(title))
-                derivations.setdefault(module, []).append(entry)
+            if heading:
+                entry = (self.env.docname, parent.parent["ids"][0], section_title(parent))
+                sections.setdefault(module, []).append(entry)
         for download in list(self.document.findall(addnodes.download_reference)):
             target = (ROOT / PurePosixPath(self.env.docname).parent / download["reftarget"])
             try:
@@ -89,15 +101,15 @@ class LinkModulePaths(SphinxTransform):
                 download.replace_self(module_xref(module, download.children))
 
 
-class derived_in(nodes.General, nodes.Element):
-    """Stands where a module's "derived in" line goes, until every page has been read."""
+class explained_in(nodes.General, nodes.Element):
+    """Stands where a module's "explained in" line goes, until every page has been read."""
 
 
-class DerivedIn(SphinxDirective):
+class ExplainedIn(SphinxDirective):
     required_arguments = 1
 
     def run(self):
-        return [derived_in(module=self.arguments[0])]
+        return [explained_in(module=self.arguments[0])]
 
 
 class Modules(SphinxDirective):
@@ -112,7 +124,7 @@ class Modules(SphinxDirective):
             package = (ROOT / path / "__init__.py").is_file()
             title = f"``{path}{'/' if package else '.py'}``"
             lines += [title, "-" * len(title), "",
-                      f".. srsan-derived-in:: {module}", "",
+                      f".. srsan-explained-in:: {module}", "",
                       f".. automodule:: {module}", ""]
             if not package:  # a package's members are its modules, listed after it
                 lines[-1:] = ["   :members:", ""]
@@ -122,13 +134,13 @@ class Modules(SphinxDirective):
         return container.children
 
 
-def fill_derived_in(app, doctree, docname) -> None:
+def fill_explained_in(app, doctree, docname) -> None:
     env = app.env
-    for node in list(doctree.findall(derived_in)):
+    for node in list(doctree.findall(explained_in)):
         module = node["module"]
         para = nodes.paragraph()
-        for i, (where, anchor, title) in enumerate(env.srsan_derivations.get(module, [])):
-            para += nodes.Text("Derived in " if i == 0 else "; ")
+        for i, (where, anchor, title) in enumerate(env.srsan_sections.get(module, [])):
+            para += nodes.Text("Explained in " if i == 0 else "; ")
             uri = app.builder.get_relative_uri(docname, where) + "#" + anchor
             label = f"{env.titles[where].astext()}, {title}"
             para += nodes.reference("", label, internal=True, refuri=uri)
@@ -142,15 +154,15 @@ def fill_derived_in(app, doctree, docname) -> None:
 
 
 def reset(app, env, docnames) -> None:
-    if not hasattr(env, "srsan_derivations"):
-        env.srsan_derivations = {}
-    for module, entries in env.srsan_derivations.items():
-        env.srsan_derivations[module] = [e for e in entries if e[0] not in docnames]
+    if not hasattr(env, "srsan_sections"):
+        env.srsan_sections = {}
+    for module, entries in env.srsan_sections.items():
+        env.srsan_sections[module] = [e for e in entries if e[0] not in docnames]
 
 
 def merge(app, env, docnames, other) -> None:
-    for module, entries in getattr(other, "srsan_derivations", {}).items():
-        env.srsan_derivations.setdefault(module, []).extend(entries)
+    for module, entries in getattr(other, "srsan_sections", {}).items():
+        env.srsan_sections.setdefault(module, []).extend(entries)
 
 
 def skip_namedtuple_fields(app, what, name, obj, skip, options):
@@ -160,12 +172,12 @@ def skip_namedtuple_fields(app, what, name, obj, skip, options):
 
 
 def setup(app):
-    app.add_node(derived_in)
-    app.add_directive("srsan-derived-in", DerivedIn)
+    app.add_node(explained_in)
+    app.add_directive("srsan-explained-in", ExplainedIn)
     app.add_directive("srsan-modules", Modules)
     app.add_transform(LinkModulePaths)
     app.connect("env-before-read-docs", reset)
     app.connect("env-merge-info", merge)
-    app.connect("doctree-resolved", fill_derived_in)
+    app.connect("doctree-resolved", fill_explained_in)
     app.connect("autodoc-skip-member", skip_namedtuple_fields)
     return {"parallel_read_safe": True, "parallel_write_safe": True, "env_version": 1}

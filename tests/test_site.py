@@ -99,7 +99,7 @@ def test_each_derivation_links_to_its_module_and_back(site):
     start = ops.index('<section id="srsan-np-ops-attention-py">')
     section = ops[start:ops.index("</section>", start)]
     assert 'id="module-srsan_np.ops.attention"' in section
-    assert re.search(r'Derived in <a class="reference internal" href="\.\./\.\./docs/'
+    assert re.search(r'Explained in <a class="reference internal" href="\.\./\.\./docs/'
                      r'derivations\.html#[\w-]*multi-head-self-attention', section)
     assert '_modules/srsan_np/ops/attention.html' in section
 

@@ -51,8 +51,9 @@ def module_named(path: str) -> str | None:
 
 
 def module_xref(module: str, content: nodes.Node) -> addnodes.pending_xref:
+    # a module the site does not document stays code, without a warning
     xref = addnodes.pending_xref("", refdomain="py", reftype="mod", reftarget=module,
-                                 refexplicit=True)  # a module the site does not document stays code
+                                 refexplicit=True)
     xref += content
     return xref
 

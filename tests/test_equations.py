@@ -1,4 +1,4 @@
-"""Every equation of docs/*.md and of the notebooks' markdown renders, whole, in MathJax 3.
+"""Every equation of README.md, docs/*.md and the notebooks' markdown renders whole.
 
 The equations are read as MyST, GitHub and Jupyter read them: ``$$...$$`` (alone or
 inside a paragraph) and ``$...$``, outside code. Each goes through MathJax 3's TeX input,
@@ -29,7 +29,8 @@ import pytest
 
 from conftest import ROOT, skip_unless_required
 
-SOURCES = sorted(ROOT.glob("docs/*.md")) + sorted(ROOT.glob("notebooks/*.ipynb"))
+SOURCES = [ROOT / "README.md", *sorted(ROOT.glob("docs/*.md")),
+           *sorted(ROOT.glob("notebooks/*.ipynb"))]
 RENDERER = Path(__file__).with_name("tex_to_mathml.js")
 
 

@@ -36,6 +36,15 @@ def real_sample_csv() -> Path:
 ROOT = Path(__file__).resolve().parents[1]  # the tree under test, also in CI's fresh clone
 
 
+def skip_unless_required(reason: str):
+    """Skip a test whose tool (Node.js, the site extra, Chromium) is not installed, unless
+    ``SRSAN_REQUIRE_SITE=1`` says it must run here: CI installs them and sets it, so a
+    missing tool fails there instead of passing unseen."""
+    if os.environ.get("SRSAN_REQUIRE_SITE") == "1":
+        pytest.fail(f"{reason}; SRSAN_REQUIRE_SITE=1 requires it", pytrace=False)
+    pytest.skip(reason)
+
+
 class Cli:
     """``cli(*args)`` runs ``python -m srsan_np ARGS`` on this tree; ``cli.error(proc, ...)``
     asserts exit 2 and one error line, no traceback, holding every fragment."""

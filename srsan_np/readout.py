@@ -28,9 +28,13 @@ __all__ = ["ReadoutRows", "readout_rows", "cued_examples", "cue_attention", "by_
 class ReadoutRows(NamedTuple):
     """The read-out query's attention rows of every example of a set.
 
-    weights : (N, L, H, T) float64, row ``last`` of layer ``l``, head ``h``; zero beyond
-        the example's row (keys its batch did not have)
-    keys : (N, T) int, the item id at each key (0: padding, attended in faithful mode)
+    Attributes
+    ----------
+    weights : (N, L, H, T) float64
+        Row ``last`` of layer ``l``, head ``h``; zero beyond the example's row (keys its
+        batch did not have).
+    keys : (N, T) int
+        The item id at each key (0: padding, attended in faithful mode).
     """
 
     weights: np.ndarray

@@ -128,6 +128,7 @@ def browser(site, tmp_path_factory):
     binary, driver_path = chromium_and_driver()
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.support.ui import WebDriverWait
 
     server = http.server.ThreadingHTTPServer(
         ("127.0.0.1", 0), functools.partial(_Quiet, directory=str(site)))
@@ -145,6 +146,11 @@ def browser(site, tmp_path_factory):
 
     def report(path: str) -> dict:
         driver.get(f"{origin}/{path}")
+        # a page may go on to another (index.html refreshes to the README): read the page
+        # the browser ends on, once it has loaded, however long the machine takes
+        WebDriverWait(driver, 120).until(lambda d: d.execute_script(
+            "return document.readyState === 'complete'"
+            " && !document.querySelector('meta[http-equiv=Refresh]')"))
         page = driver.execute_async_script(PAGE_REPORT)
         page["console"] = [entry["message"] for entry in driver.get_log("browser")
                            if entry["level"] == "SEVERE"]

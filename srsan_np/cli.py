@@ -248,14 +248,17 @@ def _config_path(args):
         raise DataError(f"{args.config}: no such config file, and {err}") from err
 
 
-def _learner_kernels(directory):
-    """``(kernels, origin)``: the kernel set of a learner's workspace and which op comes
-    from where (also printed)."""
+def _learner_kernels(directory, model_config):
+    """``(kernels, origin)``: the kernel set of a learner's workspace, each op checked in
+    this run's configuration first, and which op comes from where (also printed)."""
     from srsan_np.exercises import learner_kernels
     if not directory.is_dir():
         raise DataError(f"--ops {directory}: no such workspace (start one: srsan-np exercises init {directory})")
-    kernels, origin = learner_kernels(directory)
-    print(f"ops: the exercises that pass their check in {directory} are yours, the reference serves the rest")
+    print(f"ops: checking {directory} in this run's configuration (float32, dropout "
+          f"{model_config.dropout:g}, {model_config.heads} heads)", flush=True)
+    kernels, origin = learner_kernels(directory, model_config.heads, model_config.dropout,
+                                      model_config.mode == "sequence")
+    print(f"ops: the exercises that pass their check in {directory} are yours, the reference serves those not done")
     for name, where in origin.items():
         print(f"  {name:<10} {where}")
     return kernels, origin
@@ -384,7 +387,7 @@ def _run_train(args) -> int:
     print(f"data: {source}  items {dataset.n_items}  train {len(dataset.train)}  test {len(dataset.test)}")
     print(f"config: {config_path or 'the original defaults'}, flags on top")
     print(f"run directory: {out}", flush=True)
-    kernels, origin = _learner_kernels(args.ops) if args.ops else (None, None)
+    kernels, origin = _learner_kernels(args.ops, model_config) if args.ops else (None, None)
     user_config = config_path if config_path and config_path.resolve().parent != PRESETS_DIR else None
     with _open_run(out, args, [args.data, args.input, user_config, args.ops], model_config,
                    train_config, dataset, source):
@@ -695,35 +698,35 @@ def _add_baselines(sub) -> None:
 
 def _run_exercises(args) -> int:
     from srsan_np import exercises
-    from srsan_np.exercises.workspace import EXERCISES
+    from srsan_np.exercises.workspace import resolve
 
-    unknown = [n for n in args.names if n not in EXERCISES]
-    if unknown:
-        raise DataError(f"no exercise {', '.join(unknown)}; the exercises are {', '.join(EXERCISES)}")
+    directory, names = resolve(args.directory, args.names, create=args.action == "init")
     if args.action == "init":
-        written = exercises.init(args.directory, args.names or None)
-        print(f"wrote {len(written)} files into {args.directory}; next: srsan-np exercises "
-              f"check {args.directory} layernorm")
+        written = exercises.init(directory, names or None)
+        print(f"wrote {len(written)} files into {directory}; next: srsan-np exercises "
+              f"check {directory} {names[0] if names else next(iter(exercises.EXERCISES))}")
         return 0
-    if not args.directory.is_dir():
-        raise DataError(f"{args.directory}: no such workspace (start one: srsan-np exercises "
-                        f"init {args.directory})")
-    result = exercises.check(args.directory, args.names)
+    result = exercises.check(directory, names, time_limit=args.time_limit)
     print(result)
     return 0 if result.passed else 1
 
 
 def _add_exercises(sub) -> None:
-    from srsan_np.exercises.workspace import EXERCISES
+    from srsan_np.exercises.workspace import EXERCISES, TIME_LIMIT
     p = sub.add_parser("exercises", help="write the ops yourself: a workspace of stubs, and their checker",
-                       description="init DIR writes one stub per textbook op into DIR (never over "
-                                   "your work); check DIR [NAME ...] checks them (finite differences "
-                                   "and the reference op) and says how a wrong output is wrong. "
-                                   "Exit status of check: 0 if every named exercise passes, else 1. "
-                                   f"Exercises: {', '.join(EXERCISES)}.")
+                       description="init [DIR] writes one stub per textbook op into DIR (never over "
+                                   "your work); check [DIR] [NAME ...] checks them in every "
+                                   "configuration training runs them in (finite differences and "
+                                   "the reference op) and says how a wrong output is wrong. DIR "
+                                   "left out: $SRSAN_EXERCISES, else the nearest srsan-exercises/ "
+                                   "here or above. Exit status of check: 0 if every named "
+                                   "exercise passes, else 1. "
+                                   f"Exercises, in the notebooks' order: {', '.join(EXERCISES)}.")
     p.add_argument("action", choices=["init", "check"])
-    p.add_argument("directory", type=Path, metavar="DIR")
+    p.add_argument("directory", type=Path, metavar="DIR", nargs="?")
     p.add_argument("names", nargs="*", metavar="NAME", help="exercises (default: all)")
+    p.add_argument("--time-limit", type=float, default=TIME_LIMIT, metavar="SECONDS",
+                   help=f"stop an exercise whose check runs longer (default {TIME_LIMIT:g})")
     p.set_defaults(func=_run_exercises)
 
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 import traceback
 from dataclasses import dataclass, replace
 from functools import cache
@@ -55,7 +56,10 @@ GRAD_TOL = 1e-6  # a correct backward gives 1e-12 .. 1e-8 against finite differe
 VALUE_TOL = 1e-8  # a float64 forward against the reference: rounding only
 F32_TOL = 1e-3  # float32 against the reference's float64: float32 rounding only (see _error)
 FLOOR, F32_FLOOR = 1e-3, 1e-2  # of the largest true entry: see _error
-F32_RTOL = 1e-4  # a float32 result "fits" a mistake within this of the largest entry
+# "fits": a pattern or a known mistake, within this much of the largest true entry; for a
+# gradient against finite differences (good to about 1e-8), a forward output against the
+# reference, a known mistake (computed as exactly as the learner's result), and in float32
+RTOL_VALUE, RTOL_EXACT, F32_RTOL = 1e-10, 1e-7, 1e-4
 SEED = 5  # every forward of one check draws its dropout masks from default_rng(SEED)
 TIME_LIMIT = workspace.TIME_LIMIT
 
@@ -250,16 +254,16 @@ class _Exercise:
     def _named(self, output):
         """``(says, array)`` of each known mistake that changes ``output``."""
         found = []
-        section = workspace.SECTIONS[self.name].split(" and ")[0]
+        section = ", ".join(f"§{n}" for n in re.findall(r"(\d+)\. ", workspace.SECTIONS[self.name]))
         for m in self.mistakes():
             if output in m.grads:
                 where = (f"; the step: {self.steps_exercise}.{m.step}" if m.step and
                          self.steps_exercise else f"; the step: {m.step}" if m.step else "")
-                found.append((f"{m.says} (docs/derivations.md {section}{where})",
+                found.append((f"{m.says} (see docs/derivations.md {section}{where})",
                               m.grads[output]))
         return tuple(found)
 
-    def _add(self, output, got, true, hints, tol, dtype=True):
+    def _add(self, output, got, true, hints, tol, dtype=True, value=False):
         label = f"{self.prefix}{output}"
         label = f"{label} [{self.s.label(self.name)}]" if self.s.label(self.name) else label
         error = _error(got, true, F32_FLOOR if self.f32 else FLOOR)
@@ -267,20 +271,21 @@ class _Exercise:
         if error is not None and error < tol and right_dtype:
             self.rows.append(Row(self.name, label, "pass", error))
             return
-        hints = replace(hints, mistakes=self._named(output))
+        hints = replace(hints, mistakes=hints.mistakes + self._named(output))
         if self.steps_exercise:
             hints = replace(hints, pointer=(
                 f"; to find the step, write {self.steps_exercise}.py (srsan-np exercises "
                 f"check DIR {self.steps_exercise})"))
         message = diagnose(f"{self.prefix}{output}", got, true, hints,
                            dtype=self.dtype if dtype else np.asarray(got).dtype,
-                           rtol=F32_RTOL if self.f32 else RTOL)
+                           rtol=F32_RTOL if self.f32 else RTOL_VALUE if value else RTOL,
+                           exact=F32_RTOL if self.f32 else RTOL_VALUE if value else RTOL_EXACT)
         self.rows.append(Row(self.name, label, "fail", error, message))
 
     def value(self, output, got, expected, hints=Hints(), dtype=True):
         """A forward output against the reference's (float64)."""
         self._add(output, got, np.asarray(expected, dtype=np.float64), hints,
-                  F32_TOL if self.f32 else VALUE_TOL, dtype)
+                  F32_TOL if self.f32 else VALUE_TOL, dtype, value=True)
 
     def gradient(self, output, got, f, x, dout, hints=Hints(), richardson=False):
         """A gradient against centred differences of ``f`` (which reads ``x``; float64)."""
@@ -617,24 +622,27 @@ def _adam(ex):
     rng = _rng()
     start = {"w": _values(rng, (4, 3)), "b": _values(rng, (3,))}
     grads = [{k: _values(rng, v.shape) for k, v in start.items()} for _ in range(4)]
-    lr, wd = 1e-2, 0.1
-    ex.mistakes = lambda: known.adam(start, grads[:3], lr, wd)
+    # eps far above its default, so that where it enters shows in a few steps
+    options = dict(lr=1e-2, weight_decay=0.1, eps=1e-3)
+    ex.mistakes = lambda: known.adam(start, grads[:3], **options)
 
     def run(module, steps):
         params = {k: ex.cast(v.copy()) for k, v in start.items()}
-        opt = module.Adam(params, lr=lr, weight_decay=wd)
+        arrays = dict(params)
+        opt = module.Adam(params, **options)
         for g in grads[:steps]:
             opt.step({k: ex.cast(v) for k, v in g.items()})
+        moved = [k for k in params if params[k] is not arrays[k]]
+        if moved:
+            raise _Returned(f"Adam.step replaced the arrays of {moved} in the dict: it must "
+                            f"update each parameter array in place (p -= ..., or p[...] = "
+                            f"...), as the model holds those arrays")
         return params, opt
 
     for steps in (1, 3):
         mine, opt = run(ex.mod, steps)
         theirs, ref_opt = run(ex.ref, steps)
         for k in start:
-            if not isinstance(mine[k], np.ndarray) or mine[k].dtype != ex.dtype:
-                ex.fail(f"{k} after {steps} steps", "Adam must update the parameters in place "
-                        "(the same arrays, their dtype kept), as training reads them")
-                continue
             ex.value(f"update of {k} after {steps} step{'s' * (steps > 1)}",
                      mine[k] - ex.cast(start[k]), theirs[k] - ex.cast(start[k]))
     state, ref_state = opt.state_dict(), ref_opt.state_dict()
@@ -644,7 +652,7 @@ def _adam(ex):
              dtype=False)
     # a resumed run: a fresh Adam given the state takes the same 4th step
     params = {k: v.copy() for k, v in mine.items()}
-    resumed = ex.mod.Adam(params, lr=lr, weight_decay=wd)
+    resumed = ex.mod.Adam(params, **options)
     resumed.load_state_dict(state)
     resumed.step({k: ex.cast(v) for k, v in grads[3].items()})
     opt.step({k: ex.cast(v) for k, v in grads[3].items()})
@@ -777,7 +785,7 @@ def check_exercise(name, directory=None, run=None) -> list[Row]:
         return [Row(name, "-", "not done",
                     message=f"no {name}.py in {directory} (srsan-np exercises init "
                             f"{directory} {name} writes its stub)")]
-    rows = []
+    rows, setting = [], None
     try:
         module = getattr(workspace.load(directory, [name] if directory is not None else [],
                                         [name]), name)
@@ -796,17 +804,31 @@ def check_exercise(name, directory=None, run=None) -> list[Row]:
     except BaseException as err:  # noqa: BLE001 -- the learner's code may raise anything
         if directory is None:
             raise
+        label = f" [{setting.label(name)}]" if setting is not None and setting.label(name) else ""
         if workspace.is_not_done(err):
             return rows + [Row(name, "-", "not done", message=f"{err} (still a stub)")]
         if isinstance(err, _Returned):
-            return rows + [Row(name, "-", "fail", message=str(err))]
-        where = learner_location(err, directory) or f"{type(err).__name__}: {err}"
-        if isinstance(err, SystemExit):
-            where = f"{where} (your code called sys.exit, or os._exit: an op must return)"
-        hint = next((h for (n, kind), h in _RAISE_HINTS.items()
-                     if n == name and isinstance(err, kind)), "")
-        return rows + [Row(name, "-", "error", message=f"{where}{' -- ' + hint if hint else ''}")]
+            return rows + [Row(name, f"-{label}", "fail", message=str(err))]
+        return rows + [Row(name, f"-{label}", "error",
+                           message=_raised(name, err, directory, setting))]
     return rows
+
+
+def _raised(name, err, directory, setting):
+    """Where the learner's code raised ``err``, and what it usually means."""
+    where = learner_location(err, directory) or f"{type(err).__name__}: {err}"
+    hints = [h for (n, kind), h in _RAISE_HINTS.items() if n == name and isinstance(err, kind)]
+    if isinstance(err, SystemExit):
+        hints.append("your code called sys.exit (or os._exit): an op must return its result")
+    if isinstance(err, ValueError) and any(w in str(err) for w in ("shape", "mismatch",
+                                                                   "broadcast")):
+        hints.append("the shapes do not fit: each gradient has the shape of what it "
+                     "differentiates; write each array's shape beside the line")
+    if setting is not None and setting.dtype == "float32" and "float64" in str(err):
+        hints.append("in the float32 check: a float64 array, or a NumPy float64 number "
+                     "(np.sqrt(d), np.float64(...)), turns float32 arithmetic into float64; "
+                     "keep every array in x.dtype (a Python float keeps it)")
+    return " -- ".join([where, *hints])
 
 
 def check(directory=None, names=None, run=None, time_limit=TIME_LIMIT) -> CheckResult:

@@ -124,12 +124,15 @@ def _invariants(got, invariants):
     return "".join(f"; {inv.says}" for inv in invariants if not inv.holds(got))
 
 
-def diagnose(name, got, true, hints=Hints(), dtype=None, rtol=RTOL) -> str:
+def diagnose(name, got, true, hints=Hints(), dtype=None, rtol=RTOL, exact=None) -> str:
     """One sentence on how ``got`` differs from ``true`` (assumed to differ).
 
     ``dtype``: the dtype ``got`` must have (None: ``true``'s); ``rtol``: how close "fits"
-    is, relative to the largest true entry (float32 results need more room).
+    ``true`` is, relative to its largest entry (a finite-difference gradient is only good
+    to about 1e-8 of it, a float32 result less); ``exact``: how close "fits" a known
+    mistake is, computed exactly as the learner's own result (default ``rtol``).
     """
+    exact = rtol if exact is None else exact
     true = np.asarray(true)
     dtype = true.dtype if dtype is None else np.dtype(dtype)
     if not isinstance(got, np.ndarray) and not np.isscalar(got):
@@ -164,7 +167,7 @@ def diagnose(name, got, true, hints=Hints(), dtype=None, rtol=RTOL) -> str:
                 f"float64), as training runs in float32")
     got = got.astype(np.float64)
     for says, wrong in hints.mistakes:
-        if wrong.shape == got.shape and _fits(got, wrong, scale, rtol) \
+        if wrong.shape == got.shape and _fits(got, wrong, scale, exact) \
                 and not _fits(wrong, true, scale, rtol):
             return f"{name} is {says}"
     pattern = _pattern(got, true, scale, rtol, hints.factors)

@@ -179,13 +179,13 @@ def step_mistakes(module, name, steps, dout, inputs):
     ``grads`` the tuple the wrong step returns for ``dout`` and ``inputs``."""
     found = []
     for says, step, make in STEP_MISTAKES.get(module, ()):
-        wrong_step = _swaps(step, make, steps).get(name)
-        if wrong_step is not None:
-            with np.errstate(all="ignore"):
-                wrong = wrong_step(dout, *inputs)
-            found.append((says.replace("the gradient with", "the local gradient with", 1)
-                          .replace("the gradient without", "the local gradient without", 1),
-                          wrong if isinstance(wrong, tuple) else (wrong,)))
+        if step != name:  # a mistake in two steps is one of the whole chain
+            continue
+        with np.errstate(all="ignore"):
+            wrong = make(steps)(dout, *inputs)
+        found.append((says.replace("the gradient with", "the local gradient with", 1)
+                      .replace("the gradient without", "the local gradient without", 1),
+                      wrong if isinstance(wrong, tuple) else (wrong,)))
     return found
 
 
@@ -213,9 +213,12 @@ def layernorm(inputs, dout, setting=None):
                    ("dx", "dgamma", "dbeta"))
     for m in found:
         m.grads["dx"] = m.grads["dx"].reshape(x.shape)
-    _, dgamma, dbeta = ln_steps.layernorm_backward(dout.reshape(-1, D), steps)
+    dx, dgamma, dbeta = ln_steps.layernorm_backward(dout.reshape(-1, D), steps)
     found.append(Mistake("the gradient with dgamma and dbeta swapped",
                          {"dgamma": dbeta, "dbeta": dgamma}, "affine_backward"))
+    found.append(Mistake("the gradient without the factor rstd that multiplies it all (dx = "
+                         "rstd (g - mean(g) - xhat mean(g xhat)))",
+                         {"dx": (dx / steps["rstd"]).reshape(x.shape)}, "xhat_backward"))
     centred, var = steps["centred"], steps["var"]
     for says, xhat in (
             ("the output with the unbiased variance (divide by D, not D - 1, as PyTorch)",
@@ -261,12 +264,17 @@ def scoring(inputs, dloss, setting=None):
     _, steps = ce_steps.softmax_cross_entropy(h, E, targets)
     found = _chain(ce_steps, ce_steps.softmax_cross_entropy_backward, dloss, steps,
                    ("dh", "dE"))
+    P = _softmax(h @ E[1:].T)  # (B, V)
+    dS = P * (dloss / B)
+    found.append(Mistake("the gradient with the one-hot term forgotten (dS = (P - Y) / B: "
+                         "the target's -1 comes from the log-probability of the target itself)",
+                         {"dh": dS @ E[1:], "dE": np.vstack([0 * E[:1], dS.T @ h])}))
     # the padding row scored: a softmax over all V + 1 rows, targets as columns
     full = _softmax(h @ E.T)  # (B, V + 1)
     dS = full.copy()
     dS[rows, targets] -= 1.0
     dS *= dloss / B
-    found.append(Mistake("the gradient with the padding row 0 scored (the candidates are "
+    found.append(Mistake("what scoring the padding row 0 too gives (the candidates are "
                          "E[1:], items 1..V; row 0 is never a candidate)",
                          {"dh": dS @ E, "dE": dS.T @ h,
                           "loss": -np.mean(np.log(full[rows, targets]))}))
@@ -275,7 +283,6 @@ def scoring(inputs, dloss, setting=None):
     found.append(Mistake("the gradient with its rows shifted by one (dE[0] is the padding "
                          "row, which gets no gradient; row v is item v)", {"dE": dE},
                          "scores_backward"))
-    P = _softmax(h @ E[1:].T)
     if targets.max() < P.shape[1]:
         found.append(Mistake("the loss with the target off by one (column j of the scores "
                              "is item j + 1: index with targets - 1)",
@@ -423,13 +430,13 @@ def adam_updates(start, grads, lr, weight_decay, kind, betas=(0.9, 0.999), eps=1
     return params
 
 
-def adam(start, grads, lr, weight_decay, setting=None):
+def adam(start, grads, lr, weight_decay, eps):
     """Adam's mistakes for the updates after 1 and 3 steps."""
     found = []
     for kind, says in ADAM_MISTAKES.items():
         updates = {}
         for steps in (1, 3):
-            after = adam_updates(start, grads[:steps], lr, weight_decay, kind)
+            after = adam_updates(start, grads[:steps], lr, weight_decay, kind, eps=eps)
             for k in start:
                 updates[f"update of {k} after {steps} step{'s' * (steps > 1)}"] = \
                     after[k] - start[k]

@@ -37,8 +37,7 @@ def compile_everything():
             batch = make_batch(data.train, index, mode)
             for name in kernels.NAMES:
                 _, grads = model.loss_and_grads(params, batch, config,
-                                                np.random.default_rng(0), name,
-                                                for_optimizer=True)
+                                                np.random.default_rng(0), name)
                 kernels.get(name).Adam(params).step(grads)
                 scores = model.score(params, batch, config, name)
                 model.attention_maps(params, batch, config, name)

@@ -1,8 +1,8 @@
 """Benchmark: where a training step's time goes, part by part, against the GEMM floor.
 
 ``bench_train.py`` gives the step as one ratio to its floor (the three float32 GEMMs of the
-tied scoring layer). This script splits the same fast step (``model.loss_and_grads(...,
-for_optimizer=True)`` + ``Adam.step``, as ``train.fit`` runs it; generated ``diginetica``
+tied scoring layer). This script splits the same fast step (``model.loss_and_grads`` +
+``Adam.step``, as ``train.fit`` runs it; generated ``diginetica``
 preset, B=100, D=96, default ``Config``) into its parts. The fast path moves two of the
 floor's products: the forward makes ``dh``'s product ``U E`` in its blocks, and Adam makes
 the table's gradient ``dE = U^T (c h)`` block by block as it updates the table. So:
@@ -100,8 +100,7 @@ def measure_parts(dataset, reps):
 
     def step(batch):
         start = time.perf_counter()
-        step_adam(model.loss_and_grads(params, batch, config, dropout_rng, timed_fast,
-                                       for_optimizer=True)[1])
+        step_adam(model.loss_and_grads(params, batch, config, dropout_rng, timed_fast)[1])
         times.setdefault("step", []).append(time.perf_counter() - start)
 
     for i, batch in enumerate(batches):

@@ -18,6 +18,10 @@ this runs on are shared (other jobs move absolute times by 2-5x from minute to m
   then scoring the 10% validation split and the test set.
 - **compile**: a fresh interpreter running import -> first step, with an empty
   ``NUMBA_CACHE_DIR`` (cold) and again with the cache it filled (warm).
+- **a script against the command line**: the fast step timed in fresh interpreters, one a
+  plain script of the Python API (no ``configure_threads()``, none of its environment
+  variables), one with the command line's settings, in turn, several rounds: the script's
+  median step over the command line's.
 - **diagnostics**: the training diagnostics' hooks (:mod:`srsan_np.diagnostics`) timed
   within steps interleaved with plain ones, their mean per step plus the per-epoch part
   spread over an epoch's steps, as a fraction of the plain step (``--diagnostics``).
@@ -25,7 +29,7 @@ this runs on are shared (other jobs move absolute times by 2-5x from minute to m
   6 million examples over 30,000 items, session lengths 1 + geometric with mean 3.57 as
   Yoochoose's) and training a few steps on it: its resident size (``ru_maxrss``).
 
-    python benchmarks/bench_train.py            # everything, about 3 minutes
+    python benchmarks/bench_train.py            # everything, about 4 minutes
     python benchmarks/bench_train.py --quick    # fewer repetitions, no compile/memory runs
     python benchmarks/bench_train.py --json out.json
     python benchmarks/bench_train.py --threads-matrix   # --quick under each thread setting
@@ -60,7 +64,7 @@ from srsan_np.runtime import configure_threads
 configure_threads()  # first: OpenBLAS reads its setting when NumPy loads
 import numpy as np
 
-TARGETS = {"step_vs_floor": 1.25, "eval_vs_forward_gemm": 1.2, "torch_vs_step": 3.0,
+TARGETS = {"api_vs_cli": 1.05, "step_vs_floor": 1.25, "eval_vs_forward_gemm": 1.2, "torch_vs_step": 3.0,
            "epoch_extrapolated_s": 200.0, "reference_step_vs_floor": 3.0,
            "warm_start_s": 5.0, "yoochoose4_peak_mb": 1024, "diag_overhead": 0.03}
 
@@ -153,8 +157,7 @@ def measure_step(dataset, reps):
         dropout_rng = np.random.default_rng(1)
 
         def step(batch):
-            loss, grads = model.loss_and_grads(params, batch, config, dropout_rng, name,
-                                               for_optimizer=True)
+            loss, grads = model.loss_and_grads(params, batch, config, dropout_rng, name)
             optimizer.step(grads)
         return step
 
@@ -216,7 +219,8 @@ def measure_diagnostics(dataset, epochs_ends=3):
     optimizer = kernels.get("fast").Adam(params, weight_decay=1e-5)
     dropout_rng = np.random.default_rng(1)
     with tempfile.TemporaryDirectory() as run_dir:
-        diagnostics = Diagnostics(run_dir, params, config, dataset.test)
+        diagnostics = Diagnostics(Path(run_dir) / "diagnostics.json", params, config,
+                                  dataset.test)
         reps = 2 * diagnostics.every
         it = iterate_batches(dataset.train, 100, config.mode, np.random.default_rng(0))
         batches = [next(it) for _ in range(2 * reps + 3)]
@@ -225,12 +229,11 @@ def measure_diagnostics(dataset, epochs_ends=3):
         plain, hooked, hooks = [], [], []
         for i in range(reps):  # as train.fit runs them without and with the diagnostics
             start = time.perf_counter()
-            optimizer.step(model.loss_and_grads(params, batches[3 + 2 * i], config, dropout_rng,
-                                                for_optimizer=True)[1])
+            optimizer.step(model.loss_and_grads(params, batches[3 + 2 * i], config,
+                                                dropout_rng)[1])
             plain.append(time.perf_counter() - start)
             start = time.perf_counter()
-            loss, grads = model.loss_and_grads(params, batches[4 + 2 * i], config, dropout_rng,
-                                               for_optimizer=not diagnostics.reads_gradients(i))
+            loss, grads = model.loss_and_grads(params, batches[4 + 2 * i], config, dropout_rng)
             before = time.perf_counter()
             diagnostics.before_step(0, i, loss, grads)
             hook = time.perf_counter() - before
@@ -372,6 +375,52 @@ YOOCHOOSE = textwrap.dedent("""
 """)
 
 
+# A fresh interpreter timing the fast step as a plain script of the Python API does, or,
+# with "cli", after the command line's thread settings.
+API_STEP = textwrap.dedent("""
+    import sys, time
+    if sys.argv[1] == "cli":
+        from srsan_np.runtime import configure_threads
+        configure_threads()
+    import numpy as np
+    from srsan_np import kernels, model
+    from srsan_np.data import iterate_batches, load_dataset
+    dataset = load_dataset(sys.argv[2])
+    config = model.Config(n_items=dataset.n_items)
+    params = model.init_params(config, 0)
+    optimizer = kernels.get("fast").Adam(params, weight_decay=1e-5)
+    rng = np.random.default_rng(1)
+    batches = iterate_batches(dataset.train, 100, config.mode, np.random.default_rng(0))
+    times = []
+    for i, batch in zip(range(int(sys.argv[3]) + 3), batches):
+        start = time.perf_counter()
+        optimizer.step(model.loss_and_grads(params, batch, config, rng)[1])
+        times.append(time.perf_counter() - start)
+    print(np.median(times[3:]) * 1e3)
+""")
+
+
+def measure_api_vs_cli(dataset, reps, rounds):
+    """The fast step's median (ms) in a plain script and with the command line's settings,
+    fresh interpreters in turn, ``rounds`` each; the script's over the command line's."""
+    from srsan_np.data import save_dataset
+    from srsan_np.runtime import THREAD_SETTINGS
+
+    plain_env = {k: v for k, v in os.environ.items() if k not in THREAD_SETTINGS}
+    times = {"api": [], "cli": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        save_dataset(dataset, Path(tmp) / "data")
+        for _ in range(rounds):
+            for how in ("api", "cli"):
+                res = subprocess.run([sys.executable, "-c", API_STEP, how, str(Path(tmp) / "data"),
+                                      str(reps)], env=plain_env, check=True, capture_output=True,
+                                     text=True)
+                times[how].append(float(res.stdout))
+    api, cli = float(np.median(times["api"])), float(np.median(times["cli"]))
+    return {"api_step_ms": api, "cli_step_ms": cli, "api_vs_cli": api / cli,
+            "api_vs_cli_rounds": [a / c for a, c in zip(times["api"], times["cli"])]}
+
+
 def measure_memory(n_sessions=2_330_000):
     res = subprocess.run([sys.executable, "-c", YOOCHOOSE.format(n_sessions=n_sessions)],
                          check=True, capture_output=True, text=True)
@@ -458,6 +507,7 @@ def main() -> int:
     eval_batches = -(-n_valid // 100) + -(-len(dataset.test) // 100)
     results["epoch_extrapolated_s"] = (steps * (results["step_ms"] + results["batch_build_ms"])
                                        + eval_batches * results["eval_batch_ms"]) / 1e3
+    results.update(measure_api_vs_cli(dataset, reps, 2 if args.quick else 3))
     if not args.quick:
         results.update(measure_compile())
         results.update(measure_memory())
@@ -497,6 +547,10 @@ def main() -> int:
          f"{results['reference_eval_vs_forward_gemm']:.2f} x forward GEMM"),
         ("epoch, extrapolated", f"{results['epoch_extrapolated_s']:.0f} s "
          f"(target <= {TARGETS['epoch_extrapolated_s']:.0f})"),
+        ("fast step, script / command line", f"{results['api_step_ms']:.1f} / "
+         f"{results['cli_step_ms']:.1f} ms = {results['api_vs_cli']:.3f} x (target <= "
+         f"{TARGETS['api_vs_cli']}; rounds "
+         f"{', '.join(f'{r:.3f}' for r in results['api_vs_cli_rounds'])})"),
     ]
     if not args.quick:
         rows += [

@@ -22,7 +22,8 @@ from srsan_np.data import sample_dataset
 from srsan_np.data.preprocess import preprocess
 from srsan_np.data.readers import read_diginetica
 from srsan_np.evaluate import bootstrap_ci, evaluate_ranks, format_table, metrics_from_ranks
-from srsan_np.train import TrainConfig, fit, load_preset
+from srsan_np.settings import load_preset
+from srsan_np.train import TrainConfig, fit
 
 SHARED_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "sample_train-item-views.csv"
 SHOWN = ("HR@20", "MRR@20", "NDCG@20")

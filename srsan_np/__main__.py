@@ -1,3 +1,3 @@
-from srsan_np.runtime import main
+from srsan_np.cli import main
 
 raise SystemExit(main())

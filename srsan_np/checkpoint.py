@@ -1,8 +1,8 @@
-"""Atomic files: checkpoints as one ``.npz`` (arrays + a JSON header), and JSON files.
+"""Checkpoints: one ``.npz`` of arrays with a JSON header.
 
 A checkpoint is a single file so that it is either the old one or the new one, never half
-of each: it is written to a temporary file in the same directory, then
-renamed over the old one (``os.replace`` is atomic on POSIX; see ``srsan_np/runs.py``).
+of each: it goes through srsan-np's one writer (:func:`srsan_np.files.atomic_write_stream`:
+a temporary file in the same directory, then renamed over the old one).
 The JSON metadata travels inside the archive as a 0-d unicode array, so loading never
 needs pickle. Whatever is in the file, loading it either succeeds or raises
 :class:`~srsan_np.errors.DataError` naming it.
@@ -16,16 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from srsan_np.errors import DataError
-from srsan_np.runs import atomic_write_bytes, atomic_write_stream
+from srsan_np.files import atomic_write_stream
 
-__all__ = ["save_checkpoint", "load_checkpoint", "write_json"]
+__all__ = ["save_checkpoint", "load_checkpoint"]
 
 _META = "__meta__"
-
-
-def write_json(path, obj):
-    """Write ``obj`` as indented JSON to ``path``, atomically."""
-    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 
 def save_checkpoint(path, arrays, meta):

@@ -15,9 +15,10 @@ What is recorded, and when (``N`` = :attr:`Diagnostics.every`):
   query (in nats: 0 reads one key, ``log n`` spreads evenly over ``n`` keys) and, in
   faithful mode, the attention mass the read-out query puts on padding (id 0) keys.
 
-File format. Everything lives in ``diagnostics.json`` in the run directory, one JSON
-object rewritten whole -- temporary file, then rename -- at the end of every epoch and, in
-a long epoch, at most every :attr:`Diagnostics.flush_seconds`. A reader (``srsan-np plot``)
+File format. Everything lives in one JSON file of the run directory
+(:attr:`srsan_np.run.Run.diagnostics_path`), one object rewritten whole -- temporary file,
+then rename -- at the end of every epoch and, in a long epoch, at most every
+:attr:`Diagnostics.flush_seconds`. A reader (``srsan-np plot``)
 therefore always finds a complete file, also while training runs; at worst it misses the
 steps since the last write. Lists are columns (one entry per step), so the file stays
 small: a few numbers per step.
@@ -27,7 +28,6 @@ Reading: :func:`load_diagnostics`.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -35,17 +35,17 @@ import numpy as np
 
 from srsan_np import model
 from srsan_np.data import make_batch
-from srsan_np.runs import atomic_write_bytes
+from srsan_np.errors import DataError
+from srsan_np.files import read_json, write_json
 
-__all__ = ["Diagnostics", "attention_statistics", "load_diagnostics", "FILE_NAME"]
+__all__ = ["Diagnostics", "attention_statistics", "load_diagnostics"]
 
-FILE_NAME = "diagnostics.json"
 VERSION = 1
 BETA = 0.98  # the loss's moving average: about the last 50 steps
 
 
 def _norm(a) -> float:
-    a = a.reshape(-1)
+    a = np.asarray(a).reshape(-1)  # a kernel set's own gradient form made an array
     with np.errstate(over="ignore"):  # an overflowing gradient's norm is inf: recorded as such
         return float(np.sqrt(np.dot(a, a)))  # one BLAS pass, no temporary as a * a would make
 
@@ -95,8 +95,8 @@ class Diagnostics:
 
     Parameters
     ----------
-    run_dir : path
-        ``diagnostics.json`` is written here.
+    path : path
+        The file to write.
     params : dict[str, np.ndarray]
         The weights Adam updates in place.
     config : srsan_np.model.Config
@@ -109,9 +109,9 @@ class Diagnostics:
     every, probe_size, flush_seconds : int, int, float
     """
 
-    def __init__(self, run_dir, params, config, probe, start_epoch=0, every=20,
+    def __init__(self, path, params, config, probe, start_epoch=0, every=20,
                  probe_size=100, flush_seconds=60.0):
-        self.path = Path(run_dir) / FILE_NAME
+        self.path = Path(path)
         self.params, self.config = params, config
         self.every, self.flush_seconds = int(every), float(flush_seconds)
         n = min(probe_size, len(probe))
@@ -126,7 +126,7 @@ class Diagnostics:
                      "epochs": []}
         self._ema, self._before = 0.0, None
         if start_epoch > 0 and self.path.exists():
-            self._keep_before(load_diagnostics(self.path.parent), start_epoch)
+            self._keep_before(load_diagnostics(self.path), start_epoch)
         self._written = time.monotonic()
 
     def _keep_before(self, old, epoch):
@@ -141,11 +141,6 @@ class Diagnostics:
 
     # ------------------------------------------------------------------ the hooks
 
-    def reads_gradients(self, step):
-        """Whether :meth:`before_step` reads the gradients of step ``step`` (a sampled
-        step): those must be arrays (``model.loss_and_grads(..., for_optimizer=False)``)."""
-        return step % self.every == 0
-
     def before_step(self, epoch, step, loss, grads):
         """Record step ``step`` of ``epoch`` (its loss and, if sampled, its gradients)."""
         steps = self.data["steps"]
@@ -154,7 +149,7 @@ class Diagnostics:
         steps["epoch"].append(epoch)
         steps["loss"].append(_short(loss))
         steps["loss_smoothed"].append(_short(self._ema / (1.0 - BETA ** n)))
-        if self.reads_gradients(step):
+        if step % self.every == 0:
             sampled = self.data["sampled"]
             sampled["step"].append(n - 1)
             sampled["epoch"].append(epoch)
@@ -193,8 +188,8 @@ class Diagnostics:
         self.write()
 
     def write(self):
-        """Replace ``diagnostics.json`` atomically (compact: a column per line would be huge)."""
-        atomic_write_bytes(self.path, json.dumps(self.data, separators=(",", ":")).encode())
+        """Replace the file atomically (compact: a column per line would be huge)."""
+        write_json(self.path, self.data, indent=None)
         self._written = time.monotonic()
 
 
@@ -204,18 +199,15 @@ def _take(columns, keep):
             for k, v in columns.items()}
 
 
-def load_diagnostics(run_dir):
-    """The contents of ``run_dir/diagnostics.json``, or None if the run has none (yet).
+def load_diagnostics(path):
+    """The contents of the diagnostics file ``path``, or None if there is none (yet).
 
-    Raises ``ValueError`` naming the file when it is not such a file.
+    Raises :class:`~srsan_np.errors.DataError` naming the file when it is not such a file.
     """
-    path = Path(run_dir) / FILE_NAME
+    path = Path(path)
     if not path.exists():
         return None
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from err
+    data = read_json(path)
     if not isinstance(data, dict) or data.get("version") != VERSION:
-        raise ValueError(f"{path}: not an srsan-np diagnostics file (version {VERSION})")
+        raise DataError(f"{path}: not an srsan-np diagnostics file (version {VERSION})")
     return data

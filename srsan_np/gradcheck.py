@@ -61,14 +61,23 @@ def rel_error(a, b) -> float:
     return float(np.max(np.abs(a - b) / np.maximum(1e-8, np.abs(a) + np.abs(b))))
 
 
-def numerical_gradient(
-    f: Callable[[], np.ndarray],
-    x: np.ndarray,
-    dout,
-    h: float = 1e-5,
-    samples: int | None = None,
-    rng: np.random.Generator | None = None,
-):
+def _nudgeable(x):
+    """``x`` as a flat view to nudge in place: a float64, writeable, C-contiguous array."""
+    if not isinstance(x, np.ndarray) or x.dtype != np.float64:
+        raise TypeError(
+            "numerical_gradient: x must be a float64 np.ndarray "
+            f"(got {type(x).__name__} {getattr(x, 'dtype', '')}); finite differences "
+            "need double precision"
+        )
+    if not x.flags.writeable:
+        raise ValueError("numerical_gradient: x must be writeable (it is nudged in place)")
+    if not x.flags.c_contiguous:
+        raise ValueError("numerical_gradient: x must be C-contiguous (it is nudged in place)")
+    return x.reshape(-1)  # a view, since x is contiguous: writing flat[i] nudges x itself
+
+
+def numerical_gradient(f: Callable[[], np.ndarray], x: np.ndarray, dout, h: float = 1e-5,
+                       samples: int | None = None, rng: np.random.Generator | None = None):
     """Centred-difference gradient of ``sum(f() * dout)`` with respect to the array ``x``.
 
     Parameters
@@ -106,26 +115,11 @@ def numerical_gradient(
     ``grad[i] = (L(x + h e_i) - L(x - h e_i)) / (2 h)`` with ``L(x) = sum(f(x) * dout)``,
     so ``grad = J^T dout``: exactly what a backward pass returns for upstream ``dout``.
     """
-    if not isinstance(x, np.ndarray) or x.dtype != np.float64:
-        raise TypeError(
-            "numerical_gradient: x must be a float64 np.ndarray "
-            f"(got {type(x).__name__} {getattr(x, 'dtype', '')}); finite differences "
-            "need double precision"
-        )
-    if not x.flags.writeable:
-        raise ValueError("numerical_gradient: x must be writeable (it is nudged in place)")
-    if not x.flags.c_contiguous:
-        raise ValueError("numerical_gradient: x must be C-contiguous (it is nudged in place)")
+    flat = _nudgeable(x)
     dout = np.asarray(dout, dtype=np.float64)
-    flat = x.reshape(-1)  # a view, since x is contiguous: writing flat[i] nudges x itself
-
-    if samples is None:
-        index = np.arange(x.size, dtype=np.int64)
-    else:
-        if rng is None:
-            rng = np.random.default_rng(0)
-        index = rng.choice(x.size, size=min(int(samples), x.size), replace=False).astype(np.int64)
-
+    index = (np.arange(x.size, dtype=np.int64) if samples is None else
+             (rng or np.random.default_rng(0)).choice(x.size, size=min(int(samples), x.size),
+                                                      replace=False).astype(np.int64))
     grad = np.empty(index.size, dtype=np.float64)
     for k, i in enumerate(index):
         old = flat[i]

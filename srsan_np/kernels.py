@@ -14,7 +14,8 @@ a :class:`Kernels` of your own
     the textbook ops' contracts.
 
 The contract, for ``B`` sessions of ``T`` positions, width ``D`` (every ``*_backward``
-takes the upstream gradient and the cache of its forward):
+takes the upstream gradient and the cache of its forward; the model passes the arguments
+after ``layer`` by these names):
 
 - ``embedding_forward(ids, W) -> (x, cache)``; ``embedding_backward(dx, cache, dW) -> dW``,
   adding into ``dW`` in place.

@@ -27,14 +27,13 @@ Two input modes (see ``srsan_np.data.batching``):
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from . import kernels as kernel_sets
+from .errors import ConfigError
+from .files import atomic_write_stream
 from .ops.encoder import layer_shapes
 
 __all__ = [
@@ -98,26 +97,35 @@ class Config:
         self.validate()
 
     def validate(self) -> None:
-        """Raise ``ValueError`` naming the first field that makes no sense."""
+        """Raise :class:`~srsan_np.errors.ConfigError` naming the first field (or pair of
+        fields) that makes no sense."""
         for name in ("n_items", "hidden", "heads", "layers", "ff_mult", "max_len"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"Config.{name} must be a positive integer, got {value!r}")
+                raise ConfigError(f"Config.{name} must be a positive integer, got {value!r}",
+                                  [name])
         if self.hidden % self.heads:
-            raise ValueError(
-                f"Config.hidden={self.hidden} must be divisible by Config.heads={self.heads}"
-            )
-        if isinstance(self.dropout, bool) or not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"Config.dropout must lie in [0, 1), got {self.dropout!r}")
+            raise ConfigError(f"Config.hidden={self.hidden} must be divisible by "
+                              f"Config.heads={self.heads}", ["hidden", "heads"])
+        if (isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float, np.number))
+                or not 0.0 <= self.dropout < 1.0):
+            raise ConfigError(f"Config.dropout must lie in [0, 1), got {self.dropout!r}",
+                              ["dropout"])
         if self.mode not in MODES:
-            raise ValueError(f"Config.mode must be one of {MODES}, got {self.mode!r}")
+            raise ConfigError(f"Config.mode must be one of {MODES}, got {self.mode!r}", ["mode"])
         if not isinstance(self.positions, (bool, np.bool_)):
-            raise ValueError(f"Config.positions must be True or False, got {self.positions!r}")
+            raise ConfigError(f"Config.positions must be True or False, got {self.positions!r}",
+                              ["positions"])
         if self.positions and self.mode != "sequence":
-            raise ValueError(
-                "Config.positions=True needs mode='sequence': faithful input is sorted by "
-                "item id, not by time"
-            )
+            raise ConfigError("Config.positions=True needs mode='sequence': faithful input is "
+                              "sorted by item id, not by time", ["positions", "mode"])
+
+    def check_length(self, T, what="the batch") -> None:
+        """Raise :class:`~srsan_np.errors.ConfigError` if ``what``, of ``T`` clicks, is longer
+        than the position table (``positions`` only)."""
+        if self.positions and T > self.max_len:
+            raise ConfigError(f"max_len {self.max_len} is shorter than {what} ({T} clicks); "
+                              f"raise max_len or truncate the sessions", ["max_len"])
 
 
 def param_shapes(config: Config) -> dict[str, tuple[int, ...]]:
@@ -218,42 +226,39 @@ def _embed(params, batch, config, K):
     x, emb_cache = K.embedding_forward(batch.inputs, params["embedding.weight"])  # (B, T, D)
     T = x.shape[1]
     if config.positions:
-        if T > config.max_len:
-            raise ValueError(
-                f"batch has {T} positions but Config.max_len={config.max_len}; "
-                "raise max_len or truncate the sessions"
-            )
+        config.check_length(T)
         x = x + params["position.weight"][:T]  # the same (T, D) rows for every session
     return x, emb_cache
 
 
-def _layer_args(batch, config, rng):
-    """What every encoder layer takes besides ``x`` and its parameters."""
+def _layers(params, batch, config, rng):
+    """Per encoder layer: its parameters, and its arguments besides ``x`` by name (the
+    kernel contract's, :mod:`srsan_np.kernels`)."""
     # faithful: the original has no padding mask, its zeros attend and are attended to
     key_mask = batch.key_mask if config.mode == "sequence" else None
     p = config.dropout if rng is not None else 0.0
-    return config.heads, key_mask, p, rng
+    # the ids hint: the first layer's input is the lookup itself unless positions were added
+    ids = None if config.positions else batch.inputs
+    return [(_layer(params, i), dict(n_heads=config.heads, key_mask=key_mask, p=p, rng=rng,
+                                     ids=ids if i == 0 else None))
+            for i in range(config.layers)]
 
 
 def _encode(params, batch, config, rng, K):
     """Embedding, the encoder and the read-out: ``h`` (B, D) and the caches to go back."""
     x, emb_cache = _embed(params, batch, config, K)
-    args = _layer_args(batch, config, rng)
-    # the ids hint: the first layer's input is the lookup itself unless positions were added
-    ids = None if config.positions else batch.inputs
+    *before, (last_layer, last_args) = _layers(params, batch, config, rng)
     layer_caches = []
-    for i in range(config.layers - 1):
-        x, cache = K.encoder_layer_forward(x, _layer(params, i), *args, ids if i == 0 else None)
+    for layer, args in before:
+        x, cache = K.encoder_layer_forward(x, layer, **args)
         layer_caches.append(cache)
     # the last layer and the read-out: the hidden vector at each session's last click
-    last = config.layers - 1
-    h, cache = K.readout_layer_forward(x, _layer(params, last), *args,
-                                       ids if last == 0 else None, batch.last)  # (B, D)
+    h, cache = K.readout_layer_forward(x, last_layer, **last_args, last=batch.last)  # (B, D)
     layer_caches.append(cache)
     return h, emb_cache, layer_caches
 
 
-def loss_and_grads(params, batch, config, rng, kernels="fast", for_optimizer=False):
+def loss_and_grads(params, batch, config, rng, kernels="fast"):
     """Mean cross-entropy of the next click and the gradient of every parameter.
 
     Parameters
@@ -269,17 +274,15 @@ def loss_and_grads(params, batch, config, rng, kernels="fast", for_optimizer=Fal
         The kernel set (see :mod:`srsan_np.kernels`). Without dropout every set gives the
         same loss and gradients up to rounding; with dropout each is exact for its own
         masks, which the fast set draws for fewer positions.
-    for_optimizer : bool
-        True: the gradients go straight to the kernel set's ``Adam``, which may take a
-        gradient in the set's own form (the fast set's embedding-table gradient, made block
-        by block inside Adam's update; ``np.asarray`` gives its array). False: every
-        gradient an array.
 
     Returns
     -------
     loss : float
     grads : dict[str, np.ndarray]
-        The same keys, shapes and dtype as ``params`` (see ``for_optimizer``).
+        The same keys, shapes and dtype as ``params``, each in the form the kernel set
+        makes it for its ``Adam``: an array, or an object of the set's own that
+        ``np.asarray`` makes the array (the fast set's embedding-table gradient, made block
+        by block inside its Adam's update).
 
     Notes
     -----
@@ -309,8 +312,6 @@ def loss_and_grads(params, batch, config, rng, kernels="fast", for_optimizer=Fal
         grads["position.weight"] = dP
     # forward: x = E[ids]; the lookup path's share of the tied table, added in place
     grads["embedding.weight"] = K.embedding_backward(dx, emb_cache, dE_scores)
-    if not for_optimizer:
-        grads["embedding.weight"] = np.asarray(grads["embedding.weight"])
     return loss, {name: grads[name] for name in params}
 
 
@@ -330,11 +331,9 @@ def attention_maps(params, batch, config, kernels="fast") -> list[np.ndarray]:
     """
     K = kernel_sets.get(kernels)
     x, _ = _embed(params, batch, config, K)
-    args = _layer_args(batch, config, None)
-    ids = None if config.positions else batch.inputs
     maps = []
-    for i in range(config.layers):
-        x, cache = K.encoder_layer_forward(x, _layer(params, i), *args, ids if i == 0 else None)
+    for layer, args in _layers(params, batch, config, None):
+        x, cache = K.encoder_layer_forward(x, layer, **args)
         maps.append(cache.attn.att)
     return maps
 
@@ -414,17 +413,9 @@ def from_state_dict(state, config, dtype=None) -> dict[str, np.ndarray]:
 
 
 def save_state_npz(path, params, config) -> None:
-    """Write :func:`to_state_dict` to an ``.npz`` atomically (temp file, then rename)."""
-    path = Path(path)
-    state = to_state_dict(params, config)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **state)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    """Write :func:`to_state_dict` to an ``.npz``, atomically."""
+    with atomic_write_stream(path) as f:
+        np.savez(f, **to_state_dict(params, config))
 
 
 def load_state_npz(path, config, dtype=None) -> dict[str, np.ndarray]:

@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
-from srsan_np.runs import atomic_write_stream
+from srsan_np.files import atomic_write_stream
 
 __all__ = [
     "attention_heatmap",

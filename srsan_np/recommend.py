@@ -7,14 +7,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from srsan_np import model
 from srsan_np.data import Sessions, make_batch
-from srsan_np.data.store import load_raw_ids
 from srsan_np.evaluate import top_k
+from srsan_np.run import Run
 
 __all__ = ["Recommender"]
 
@@ -44,11 +42,9 @@ class Recommender:
     @classmethod
     def from_run(cls, run_dir, which="best"):
         """The model of a training run directory (``best`` or ``last`` checkpoint)."""
-        from srsan_np.train import load_run
-
-        params, config, meta = load_run(run_dir, which)
-        raw_ids = load_raw_ids(Path(run_dir) / "raw_ids.npy")
-        return cls(params, config, meta.get("len_max", 0), raw_ids)
+        run = Run(run_dir)
+        params, config, meta = run.load_model(which)
+        return cls(params, config, meta.get("len_max", 0), run.raw_ids())
 
     def _to_items(self, raw_session):
         """Raw log ids -> item ids; an id the log never gave a training item becomes -1."""

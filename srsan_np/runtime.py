@@ -1,21 +1,33 @@
-"""Thread settings for the libraries srsan-np runs on, made by an explicit call.
+"""The process around srsan-np: what the command line sets up before anything else, and the
+one place environment variables are read.
 
-NumPy's BLAS (OpenBLAS) and Numba's parallel kernels (OpenMP) share the cores within a
-training step, one after the other, every few milliseconds. Left at their defaults, both
-keep their idle threads spinning after each call, holding a core the other one needs next.
-:func:`configure_threads` asks both to sleep when idle instead, and lets the fast path set
-OpenBLAS to one thread while its own threads share a product's blocks
-(:mod:`srsan_np.fast.threads`). Importing ``srsan_np``
-changes nothing: the command line (:func:`main`) and the benchmarks call this first, and a
-notebook or script of yours may too.
+The library reads no environment variable: its settings are parameters, and the fast path
+is fast by default, in a script or notebook as on the command line. The command line's
+defaults come from these (docs/cli.md, "Environment"):
+
+``TQDM_DISABLE``
+    Set: no progress bars (else a bar while an epoch trains, on a terminal only).
+``SRSAN_EXERCISES``
+    The learner's workspace, where no directory is named.
+``SRSAN_NP_TEST_KILL_AT``
+    The kill tests' hook (:func:`srsan_np.files.set_kill_point`); not meant for anything else.
+``NUMBA_CACHE_DIR``
+    Read by Numba; where it is unset and Numba cannot cache beside the package or in the
+    user's cache folder, :func:`numba_cache_fallback` picks a folder.
+
+and :func:`configure_threads` gives two libraries, which read only the environment, the
+command line's defaults for their idle threads.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import tempfile
+from pathlib import Path
 
-__all__ = ["THREAD_SETTINGS", "configure_threads", "main"]
+__all__ = ["THREAD_SETTINGS", "configure_threads", "progress_bars", "exercises_directory",
+           "test_kill_point", "numba_cache_fallback"]
 
 THREAD_SETTINGS = {
     # OpenMP workers (Numba's "omp" threading layer) sleep as soon as a parallel region ends
@@ -24,24 +36,16 @@ THREAD_SETTINGS = {
     # OpenBLAS workers spin for 2^N cycles after a product before they sleep (default N=28);
     # read when OpenBLAS loads, i.e. when NumPy is first imported.
     "OPENBLAS_THREAD_TIMEOUT": "4",
-    # srsan-np's fast path may set NumPy's OpenBLAS to one thread while its own threads
-    # share a product's blocks, and set it back after (srsan_np.fast.threads); read at
-    # each call. Unset (or "0"): it leaves BLAS's thread count alone and runs the blocks
-    # on the calling thread: the same results, slower.
-    "SRSAN_NP_BLAS_SWITCH": "1",
 }
 
 
 def configure_threads() -> dict[str, str]:
-    """Set :data:`THREAD_SETTINGS` in ``os.environ`` where the user has not set them.
+    """Set :data:`THREAD_SETTINGS` in ``os.environ`` where the user has not set them: idle
+    OpenMP and OpenBLAS threads sleep instead of spinning on a core the other needs next.
 
-    A value already in the environment is kept: yours override these. Call it before
-    NumPy is imported, or OpenBLAS will not see its setting (a warning says so).
-
-    Returns
-    -------
-    dict[str, str]
-        The settings in force afterwards.
+    The command line calls it first; a script may too. A value already in the environment
+    is kept. Call it before NumPy is imported, or OpenBLAS will not see its setting (a
+    warning says so).
     """
     if "numpy" in sys.modules and "OPENBLAS_THREAD_TIMEOUT" not in os.environ:
         print("srsan-np: warning: configure_threads() called after NumPy was imported; "
@@ -51,9 +55,61 @@ def configure_threads() -> dict[str, str]:
     return {name: os.environ[name] for name in THREAD_SETTINGS}
 
 
-def main(argv=None) -> int:
-    """The ``srsan-np`` command: thread settings first, then :func:`srsan_np.cli.main`."""
-    configure_threads()
-    from srsan_np.cli import main as cli_main
+def progress_bars() -> bool | None:
+    """``TQDM_DISABLE``: False when set, else None (a bar on a terminal only)."""
+    return False if os.environ.get("TQDM_DISABLE") else None
 
-    return cli_main(argv)
+
+def exercises_directory() -> Path | None:
+    """``SRSAN_EXERCISES``, the learner's workspace, or None if unset."""
+    value = os.environ.get("SRSAN_EXERCISES")
+    return Path(value) if value else None
+
+
+def test_kill_point() -> str | None:
+    """``SRSAN_NP_TEST_KILL_AT``, the kill tests' hook, or None."""
+    return os.environ.get("SRSAN_NP_TEST_KILL_AT") or None
+
+
+def numba_cache_fallback() -> None:
+    """Give Numba a cache directory it can write, before any cached function is defined.
+
+    Numba caches beside the sources, else in the user's cache folder, and raises at import
+    when it can write neither (a read-only install, no writable HOME). Then the cache goes
+    to a folder of the temporary directory, or, if that cannot be written either, compiled
+    code is not cached at all; one warning either way. ``NUMBA_CACHE_DIR``, when set, is
+    the user's choice and is kept. Set through ``numba.config``: no environment variable
+    changes.
+    """
+    import numba
+    if numba.config.CACHE_DIR:
+        return
+    from numba.misc.appdirs import AppDirs
+
+    def writable(folder):
+        try:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                return True
+        except OSError:
+            return False
+
+    package = Path(__file__).resolve().parent
+    beside = all(writable(d / "__pycache__") for d in {p.parent for p in package.rglob("*.py")})
+    if beside or writable(AppDirs(appname="numba", appauthor=False).user_cache_dir):
+        return
+    try:
+        fallback = Path(tempfile.gettempdir()) / f"srsan-np-numba-cache-{os.getuid()}"
+    except (OSError, AttributeError):  # no usable temporary folder; no getuid on Windows
+        fallback = None
+    if fallback is not None and writable(fallback):
+        numba.config.CACHE_DIR = str(fallback)
+        where = f"compiled code is cached in {fallback}"
+    else:
+        # Numba has no switch for "cache nowhere": its dispatchers keep the no-op cache
+        # they start with when enabling a cache is made a no-op
+        from numba.core.dispatcher import Dispatcher
+        Dispatcher.enable_caching = lambda self: None
+        where = "compiled code is not cached (each command compiles what it uses)"
+    print(f"srsan-np: warning: cannot write Numba's cache beside the package or in the user "
+          f"cache folder; {where}", file=sys.stderr)

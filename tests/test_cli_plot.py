@@ -13,7 +13,8 @@ matplotlib.use("Agg")
 
 import pytest
 
-from srsan_np.cli import PLOTS_MANIFEST, main
+from srsan_np.cli import main
+from srsan_np.files import MARKER
 
 TREE = Path(__file__).resolve().parents[1]  # the tree under test, for subprocesses
 SMALL = ["--epochs", "2", "--hidden", "8", "--lr", "0.01", "--no-baselines", "--bootstrap", "0"]
@@ -102,7 +103,7 @@ def test_plot_a_run_with_several_learning_rates(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"plotting {run / 'lr-0.01'}" in out or f"plotting {run / 'lr-0.003'}" in out
     assert len(pngs(run / "plots")) >= 3
-    assert (run / "plots" / PLOTS_MANIFEST).exists()
+    assert (run / "plots" / MARKER).exists()
 
 
 def _train_log(tmp_path, env):
@@ -159,3 +160,30 @@ def test_a_terminal_gets_the_bar_unless_tqdm_disable(tmp_path):
     refreshes = lambda out: out.replace(b"\r\n", b"\n").count(b"\r")  # noqa: E731
     assert refreshes(_on_a_terminal(tmp_path / "bar", _env())) > 0
     assert refreshes(_on_a_terminal(tmp_path / "no-bar", _env(TQDM_DISABLE="1"))) == 0
+
+
+def test_the_run_explains_itself_and_keeps_a_record(tmp_path, capsys):
+    """The output ends with a legend and holds no raw dict; train.log is what was printed;
+    metrics.csv has one row per epoch and learning rate, as the epoch lines say."""
+    import csv
+
+    from srsan_np.run import Run
+
+    run = tmp_path / "R"
+    assert main(["train", "--epochs", "2", "--hidden", "8", "--bootstrap", "0", "--out", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "How to read it." in out and "HR@K" in out and "POP the most clicked" in out
+    assert "{" not in out and "}" not in out
+    assert (run / "train.log").read_text() == out
+    with open(run / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    printed = [line.split() for line in out.splitlines() if line.startswith("epoch")]
+    assert len(rows) == len(printed) == 4  # the sample preset tries two learning rates
+    for row, line in zip(rows, printed):
+        assert row["epoch"] == line[1] and float(row["epoch_lr"]) == float(line[3])
+        assert f"{float(row['train_loss']):.4f}" == line[5]
+        assert f"{float(row['valid_HR@20']):.2f}" == line[8]
+        assert f"{float(row['test_HR@20']):.2f}" == line[11]
+    assert [r["learning_rate"] for r in rows] == ["0.003", "0.003", "0.01", "0.01"]
+    back = Run(run).metrics()
+    assert list(back) == ["0.003", "0.01"] and back["0.01"][1]["test_HR@20"] == float(rows[3]["test_HR@20"])

@@ -8,7 +8,7 @@ import pytest
 from srsan_np.data import Dataset, Sessions, load_dataset, save_dataset
 from srsan_np.data.pickles import export_pickles, import_pickles, safe_load, sessions_from_examples
 from srsan_np.data.store import DataError
-from srsan_np.runs import atomic_directory
+from srsan_np.files import atomic_directory
 
 PREFIXES = [[1, 2], [1], [4], [3, 3, 5]]
 TARGETS = [3, 2, 5, 1]

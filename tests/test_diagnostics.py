@@ -9,6 +9,7 @@ from srsan_np import model
 from srsan_np.data import Batch, make_batch
 from srsan_np.diagnostics import Diagnostics, attention_statistics, load_diagnostics
 from srsan_np.optim import Adam
+from srsan_np.run import Run
 from srsan_np.train import TrainConfig, fit
 from test_train import CONFIG, TRAIN, tiny_dataset
 
@@ -44,7 +45,7 @@ def test_fit_records_diagnostics_and_trains_the_same(tmp_path, mode):
     for name in with_file["params"]:
         np.testing.assert_array_equal(with_file["params"][name], in_memory["params"][name])
 
-    d = load_diagnostics(tmp_path / "run")
+    d = Run(tmp_path / "run").diagnostics()
     steps_per_epoch = -(-96 // TRAIN["batch_size"])  # 120 examples, 20% held out
     n = TRAIN["epochs"] * steps_per_epoch
     assert {len(v) for v in d["steps"].values()} == {n}
@@ -78,7 +79,7 @@ def test_the_hooks_measure_the_step(tmp_path):
     params = model.init_params(cfg, 0)
     optimizer = Adam(params, lr=1e-2)
     batch = make_batch(data.train, np.arange(16), "sequence")
-    diagnostics = Diagnostics(tmp_path, params, cfg, data.train, every=2)
+    diagnostics = Diagnostics(tmp_path / "diagnostics.json", params, cfg, data.train, every=2)
     before = {k: v.copy() for k, v in params.items()}
     loss, grads = model.loss_and_grads(params, batch, cfg, None)
     diagnostics.before_step(0, 0, loss, grads)
@@ -104,12 +105,13 @@ def test_resume_keeps_the_diagnostics_of_the_epochs_before(tmp_path):
     data = tiny_dataset()
     cfg = model.Config(n_items=data.n_items, mode="faithful", **CONFIG)
     fit(data, cfg, TrainConfig(**TRAIN), tmp_path / "straight", log=quiet)
-    full = load_diagnostics(tmp_path / "straight")
+    full = Run(tmp_path / "straight").diagnostics()
     # resuming at epoch 2 over a file that reached further: epochs 2 and 3 are dropped
     run = tmp_path / "resumed"
     run.mkdir()
     (run / "diagnostics.json").write_bytes((tmp_path / "straight" / "diagnostics.json").read_bytes())
-    d = Diagnostics(run, model.init_params(cfg, 0), cfg, data.train, start_epoch=2)
+    d = Diagnostics(run / "diagnostics.json", model.init_params(cfg, 0), cfg, data.train,
+                    start_epoch=2)
     n = full["steps"]["epoch"].index(2)
     assert d.data["steps"] == {k: v[:n] for k, v in full["steps"].items()}
     m = full["sampled"]["epoch"].index(2)
@@ -125,10 +127,11 @@ def test_resume_keeps_the_diagnostics_of_the_epochs_before(tmp_path):
 
 
 def test_load_diagnostics_refuses_a_foreign_file(tmp_path):
-    assert load_diagnostics(tmp_path) is None
-    (tmp_path / "diagnostics.json").write_text("{\"steps\": ")
+    path = tmp_path / "diagnostics.json"
+    assert load_diagnostics(path) is None
+    path.write_text("{\"steps\": ")
     with pytest.raises(ValueError, match="diagnostics.json: not valid JSON"):
-        load_diagnostics(tmp_path)
-    (tmp_path / "diagnostics.json").write_text("[1, 2]")
+        load_diagnostics(path)
+    path.write_text("[1, 2]")
     with pytest.raises(ValueError, match="not an srsan-np diagnostics file"):
-        load_diagnostics(tmp_path)
+        load_diagnostics(path)

@@ -1,8 +1,8 @@
 """The fast path's threads (``srsan_np.fast.threads``): BLAS on one thread within a block
-and back after the last block in progress, only when asked (``SRSAN_NP_BLAS_SWITCH=1``,
-which ``configure_threads`` sets and tests/conftest.py calls); every block done once whatever
-the thread count; a worker's exception raised once all are done; and the same results when
-nothing is switched, not asked or not able (NumPy's OpenBLAS not found)."""
+and back after the last block in progress, in any program (no setting asked for); every
+block done once whatever the thread count; a worker's exception raised once all are done;
+and the same results when nothing can be switched (a BLAS threadpoolctl does not know) or
+the blocks run on one thread."""
 
 import threading
 
@@ -24,38 +24,51 @@ def test_blas_on_one_thread_sets_and_restores():
     assert threads.blas_threads() == before
 
 
-def test_overlapping_blocks_restore_once_the_last_exits():
+@pytest.mark.parametrize("first_out", ["this thread", "the other thread"])
+def test_overlapping_blocks_leave_the_count_as_it_was(first_out):
+    """Blocks entered from two threads at once, left in either order: BLAS on one thread
+    while this (the controlling) thread's block lasts, its count back when both are out."""
     before = threads.blas_threads()
     if before is None or before == 1:
-        pytest.skip("needs NumPy's OpenBLAS on more than one thread")
-    entered, release = threading.Event(), threading.Event()
+        pytest.skip("needs NumPy's BLAS on more than one thread")
+    entered, release, left = threading.Event(), threading.Event(), threading.Event()
 
     def other():
         with threads.blas_on_one_thread():
             entered.set()
             release.wait()
+        left.set()
 
     worker = threading.Thread(target=other)
     with threads.blas_on_one_thread():
         worker.start()
         entered.wait()
-    assert threads.blas_threads() == 1  # the other thread's block is still in progress
+        assert threads.blas_threads() == 1
+        if first_out == "the other thread":
+            release.set()
+            left.wait()
+            assert threads.blas_threads() == 1  # this thread's block is still in progress
     release.set()
     worker.join()
     assert threads.blas_threads() == before
 
 
-def test_not_asked_nothing_is_switched_and_all_runs_here(monkeypatch):
-    monkeypatch.delenv("SRSAN_NP_BLAS_SWITCH", raising=False)
+def _not_able(monkeypatch):
+    """As if NumPy's BLAS were one threadpoolctl cannot set."""
+    monkeypatch.setattr(threads, "_blas", threads._controller().select(user_api="none"))
+
+
+def test_not_able_nothing_is_switched_and_all_runs_here(monkeypatch):
+    _not_able(monkeypatch)
     monkeypatch.setattr(threads.numba, "get_num_threads", lambda: 2)
-    before = threads.blas_threads()
+    assert threads.blas_threads() is None and not threads.switching()
     seen = []
 
     def fn(lo, hi):
-        seen.append((lo, hi, threading.get_ident(), threads.blas_threads()))
+        seen.append((lo, hi, threading.get_ident()))
 
     threads.for_row_blocks(fn, 5)
-    assert seen == [(0, 5, threading.get_ident(), before)]
+    assert seen == [(0, 5, threading.get_ident())]
 
 
 @pytest.mark.parametrize("n_threads", [1, 2, 3])
@@ -89,7 +102,7 @@ def test_a_workers_exception_is_raised_after_all_finish(monkeypatch):
     assert before is None or before == threads.blas_threads()
 
 
-@pytest.mark.parametrize("how", ["not asked", "not able"])
+@pytest.mark.parametrize("how", ["one thread", "not able"])
 def test_without_switching_the_results_are_the_same(monkeypatch, how):
     rng = np.random.default_rng(0)
     h, E = rng.standard_normal((6, 4)), rng.standard_normal((3000, 4))
@@ -100,12 +113,12 @@ def test_without_switching_the_results_are_the_same(monkeypatch, how):
         return (np.array(loss), *scoring.softmax_cross_entropy_backward(1.0, cache))
 
     assert threads.switching() == (threads.blas_threads() is not None)
+    monkeypatch.setattr(threads.numba, "get_num_threads", lambda: 2)
     found = run()
-    if how == "not asked":
-        monkeypatch.delenv("SRSAN_NP_BLAS_SWITCH")
+    if how == "one thread":
+        monkeypatch.setattr(threads.numba, "get_num_threads", lambda: 1)
     else:
-        monkeypatch.setattr(threads, "_openblas", False)  # as if NumPy's BLAS were another
-        assert threads.blas_threads() is None
-    assert not threads.switching()
+        _not_able(monkeypatch)
+        assert not threads.switching()
     for a, b in zip(run(), found):
-        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

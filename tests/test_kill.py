@@ -3,7 +3,7 @@ always resumes to the weights of a run that was never interrupted, bit for bit, 
 between `evaluate` always reads a consistent pair of checkpoints.
 
 The kill points come from the test hook ``SRSAN_NP_TEST_KILL_AT=NAME:POINT:N`` (see
-``srsan_np/runs.py``): the process kills itself at the ``N``-th write of ``NAME`` at
+``srsan_np/files.py``): the process kills itself at the ``N``-th write of ``NAME`` at
 ``POINT``. Each chain kills a run, resumes it and kills the resumed run at the next point,
 and so on, then lets the last resume finish.
 """
@@ -16,7 +16,7 @@ import pytest
 
 from conftest import TINY_TRAIN
 from srsan_np.checkpoint import load_checkpoint
-from srsan_np.train import load_run
+from srsan_np.run import Run
 
 EPOCHS = 3  # no validation split: every epoch is the selected one, and writes best.npz
 
@@ -27,7 +27,7 @@ CHAINS = {
                     "summary.json:during:1"],
     # the files written when a run starts and ends
     "run files": [".srsan-np:during:1", ".srsan-np:after:1", "config.json:before:1",
-                  "config.json:during:2", "data.json:before:1", "data.json:after:1",
+                  "config.json:during:1", "data.json:before:1", "data.json:after:1",
                   "raw_ids.npy:during:1", "last.npz:during:2", "summary.json:before:1",
                   "summary.json:after:1"],
 }
@@ -57,8 +57,8 @@ def _check_pair(cli, out, evaluate):
     """The killed run's checkpoints, if any, are a consistent pair."""
     if not (out / "last.npz").exists():
         return
-    best, _, best_meta = load_run(out, "best")
-    last, _, last_meta = load_run(out, "last")
+    best, _, best_meta = Run(out).load_model("best")
+    last, _, last_meta = Run(out).load_model("last")
     assert best_meta["best"]["epoch"] == last_meta["epoch"]  # every epoch is selected here
     for name in best:
         np.testing.assert_array_equal(best[name], last[name], err_msg=name)

@@ -207,11 +207,11 @@ def test_5_killed_between_the_two_checkpoints_the_pair_stays_consistent(cli, tin
 # --------------------------------------------------------------------------- 6. the lock
 
 def test_6_a_second_run_on_a_locked_directory_is_refused(cli, run, tiny_data):
-    from srsan_np.runs import run_lock
+    from srsan_np.files import lock
 
     before = tree(run)
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from srsan_np.runs import "
-                               "run_lock; l = run_lock(sys.argv[1]); l.__enter__(); print('held', "
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from srsan_np.files import "
+                               "lock; l = lock(sys.argv[1]); l.__enter__(); print('held', "
                                "flush=True); time.sleep(60)", str(run)],
                               stdout=subprocess.PIPE, text=True, env=cli.env())
     try:
@@ -223,7 +223,7 @@ def test_6_a_second_run_on_a_locked_directory_is_refused(cli, run, tiny_data):
         holder.wait()
     # the holder is dead: its lock is taken over
     assert train(cli, run, tiny_data, "--resume").returncode == 0
-    with run_lock(run):
+    with lock(run):
         assert (run / ".lock").read_text().strip() == str(os.getpid())
 
 

@@ -10,7 +10,8 @@ from srsan_np.checkpoint import load_checkpoint, save_checkpoint
 from srsan_np.cli import main
 from srsan_np.data import Dataset, Sessions
 from srsan_np.recommend import Recommender
-from srsan_np.train import TrainConfig, TrainingDiverged, fit, load_run
+from srsan_np.run import Run
+from srsan_np.train import TrainConfig, TrainingDiverged, fit
 
 
 def tiny_dataset(seed=0, n_items=13, n_train=120, n_test=30):
@@ -48,8 +49,8 @@ def test_resume_reaches_the_same_weights(tmp_path, mode):
     assert load_checkpoint(tmp_path / "resumed" / "last.npz")[1]["epoch"] == 1
     resumed = fit(data, cfg, tc, tmp_path / "resumed", resume=True, log=lambda line: None)
 
-    last_a, _, _ = load_run(tmp_path / "straight", "last")
-    last_b, _, _ = load_run(tmp_path / "resumed", "last")
+    last_a, _, _ = Run(tmp_path / "straight").load_model("last")
+    last_b, _, _ = Run(tmp_path / "resumed").load_model("last")
     for name in last_a:
         np.testing.assert_array_equal(last_a[name], last_b[name], err_msg=name)
     def timeless(history):
@@ -85,9 +86,9 @@ def _tamper_after(monkeypatch, n_calls, change):
     real = model.loss_and_grads
     calls = {"n": 0}
 
-    def tampered(params, batch, config, rng, kernels="fast", for_optimizer=False):
+    def tampered(params, batch, config, rng, kernels="fast"):
         calls["n"] += 1
-        loss, grads = real(params, batch, config, rng, kernels, for_optimizer)
+        loss, grads = real(params, batch, config, rng, kernels)
         return change(loss, grads) if calls["n"] > n_calls else (loss, grads)
 
     monkeypatch.setattr(model, "loss_and_grads", tampered)
@@ -133,7 +134,7 @@ def test_a_list_of_learning_rates_keeps_the_best_on_validation(tmp_path):
     assert out["selected_lr"] == chosen
     assert out["valid_by_lr"] == {f"{lr:g}": valid[lr] for lr in rates}
     assert out["test_at_selected"] == single[chosen]["test_at_selected"]
-    kept, _, _ = load_run(tmp_path)  # the run directory holds the chosen run's weights
+    kept, _, _ = Run(tmp_path).load_model()  # the run directory holds the chosen run's weights
     for name, value in kept.items():
         np.testing.assert_array_equal(value, single[chosen]["params"][name], err_msg=name)
     assert json.loads((tmp_path / "summary.json").read_text())["selected_lr"] == chosen
@@ -164,8 +165,8 @@ def test_a_list_of_learning_rates_resumes(tmp_path):
     resumed = fit(data, cfg, tc, tmp_path / "resumed", resume=True, log=lambda line: None)
     assert resumed["selected_lr"] == straight["selected_lr"]
     assert resumed["valid_by_lr"] == straight["valid_by_lr"]
-    for name, value in load_run(tmp_path / "straight")[0].items():
-        np.testing.assert_array_equal(load_run(tmp_path / "resumed")[0][name], value)
+    for name, value in Run(tmp_path / "straight").load_model()[0].items():
+        np.testing.assert_array_equal(Run(tmp_path / "resumed").load_model()[0][name], value)
 
 
 def test_train_config_is_validated():

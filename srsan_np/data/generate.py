@@ -34,7 +34,7 @@ import numpy as np
 from numba import njit
 
 from srsan_np.data.readers import Clicks
-from srsan_np.runs import atomic_write_stream
+from srsan_np.files import atomic_write_stream
 
 START = calendar.timegm((2016, 1, 1, 0, 0, 0))
 DAY = 86400

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from srsan_np.data.store import DataError, Dataset, Sessions
-from srsan_np.runs import atomic_directory
+from srsan_np.files import atomic_directory
 
 ALLOWED_OPCODES = frozenset({
     "PROTO", "FRAME", "STOP", "MARK", "POP", "POP_MARK",

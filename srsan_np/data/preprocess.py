@@ -125,6 +125,53 @@ def expand_prefixes(items, offsets, last: Optional[int] = None) -> tuple[Session
     return Sessions(prefix_items, prefix_offsets, targets), first_session
 
 
+def _drop_short_and_rare(items, offsets, where):
+    """Steps 2-3: length-1 sessions out, then rare items (counted without those sessions);
+    the clicks kept, and the sessions left with 2 or more."""
+    lengths = np.diff(offsets)
+    in_long_session = np.repeat(lengths >= 2, lengths)
+    raw_ids, inverse = np.unique(items, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    counts = np.bincount(inverse[in_long_session], minlength=len(raw_ids))
+    items, offsets = _filter(items, offsets, in_long_session & (counts[inverse] >= MIN_ITEM_COUNT))
+    kept = np.flatnonzero(np.diff(offsets) >= 2)
+    if len(kept) == 0:
+        raise DataError(f"{where}: no session left after filtering (sessions of length 1 and "
+                        f"items seen fewer than {MIN_ITEM_COUNT} times removed)")
+    return items, offsets, kept
+
+
+def _split_by_date(date, kept, dataset, where):
+    """Steps 4-5: the split instant, and the training and test sessions in date order
+    (ties by first appearance, which the session numbers already are)."""
+    split = int(date[kept].max()) - DAY * SPLIT_DAYS[dataset]
+    train_sessions = kept[date[kept] < split]
+    test_sessions = kept[date[kept] > split]
+    train_sessions = train_sessions[np.argsort(date[train_sessions], kind="stable")]
+    test_sessions = test_sessions[np.argsort(date[test_sessions], kind="stable")]
+    if len(train_sessions) == 0:
+        raise DataError(f"{where}: no training session left: every session is dated within the "
+                        f"last {SPLIT_DAYS[dataset]} day(s) of the log")
+    return split, train_sessions, test_sessions
+
+
+def _renumber(train_items):
+    """Step 5: items ``1..V`` in order of first appearance; ``(new items, the log's ids in
+    sorted order, each one's new id)``."""
+    known, first, inverse = np.unique(train_items, return_index=True, return_inverse=True)
+    new_id = np.empty(len(known), dtype=np.int64)
+    new_id[np.argsort(first, kind="stable")] = np.arange(1, len(known) + 1)
+    return new_id[inverse.reshape(-1)], known, new_id
+
+
+def _known_test_clicks(test_items, test_offsets, known, new_id):
+    """Step 6: test clicks on items unknown to training out (the rest renumbered), then
+    sessions shorter than 2."""
+    pos = np.minimum(np.searchsorted(known, test_items), len(known) - 1)
+    test_items, test_offsets = _filter(new_id[pos], test_offsets, known[pos] == test_items)
+    return _select(test_items, test_offsets, np.flatnonzero(np.diff(test_offsets) >= 2))
+
+
 def preprocess(clicks: Clicks, dataset: str, fraction: Optional[int] = None) -> Prepared:
     """Prepare raw clicks exactly as SR-GNN's ``preprocess.py`` (see the module docstring).
 
@@ -143,50 +190,15 @@ def preprocess(clicks: Clicks, dataset: str, fraction: Optional[int] = None) -> 
     if fraction is not None and fraction not in (4, 64):
         raise ValueError(f"fraction must be 4, 64 or None, got {fraction!r}")
     where = clicks.source or "clicks"
-
     items, offsets, date = _sessions_in_order(clicks)
     n_raw_sessions = len(date)
-
-    # Steps 2-3: length-1 sessions out, then rare items (counted without those sessions).
-    lengths = np.diff(offsets)
-    in_long_session = np.repeat(lengths >= 2, lengths)
-    raw_ids, inverse = np.unique(items, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    counts = np.bincount(inverse[in_long_session], minlength=len(raw_ids))
-    items, offsets = _filter(items, offsets, in_long_session & (counts[inverse] >= MIN_ITEM_COUNT))
-    del inverse, in_long_session
-    kept = np.flatnonzero(np.diff(offsets) >= 2)
-    if len(kept) == 0:
-        raise DataError(f"{where}: no session left after filtering (sessions of length 1 and "
-                        f"items seen fewer than {MIN_ITEM_COUNT} times removed)")
-
-    # Step 4: the split instant.
-    max_date = int(date[kept].max())
-    split = max_date - DAY * SPLIT_DAYS[dataset]
-    train_sessions = kept[date[kept] < split]
-    test_sessions = kept[date[kept] > split]
-    # Step 5: date order, ties by first appearance (session numbers already are that).
-    train_sessions = train_sessions[np.argsort(date[train_sessions], kind="stable")]
-    test_sessions = test_sessions[np.argsort(date[test_sessions], kind="stable")]
-    if len(train_sessions) == 0:
-        raise DataError(f"{where}: no training session left: every session is dated within the "
-                        f"last {SPLIT_DAYS[dataset]} day(s) of the log")
-
+    items, offsets, kept = _drop_short_and_rare(items, offsets, where)
+    split, train_sessions, test_sessions = _split_by_date(date, kept, dataset, where)
     train_items, train_offsets = _select(items, offsets, train_sessions)
-    known, first, inverse = np.unique(train_items, return_index=True, return_inverse=True)
-    new_id = np.empty(len(known), dtype=np.int64)
-    new_id[np.argsort(first, kind="stable")] = np.arange(1, len(known) + 1)
-    train_items = new_id[inverse.reshape(-1)]
-    n_items = len(known)
-
-    # Step 6: test clicks on unknown items out, then sessions shorter than 2.
-    test_items, test_offsets = _select(items, offsets, test_sessions)
+    train_items, known, new_id = _renumber(train_items)
+    test_items, test_offsets = _known_test_clicks(*_select(items, offsets, test_sessions),
+                                                  known, new_id)
     del items, offsets
-    pos = np.minimum(np.searchsorted(known, test_items), len(known) - 1)
-    is_known = known[pos] == test_items
-    test_items, test_offsets = _filter(new_id[pos], test_offsets, is_known)
-    long_enough = np.flatnonzero(np.diff(test_offsets) >= 2)
-    test_items, test_offsets = _select(test_items, test_offsets, long_enough)
 
     # Step 7 (and 8).
     n_train_examples = int(train_offsets[-1]) - len(train_sessions)
@@ -196,24 +208,18 @@ def preprocess(clicks: Clicks, dataset: str, fraction: Optional[int] = None) -> 
     if len(test) == 0:
         raise DataError(f"{where}: no test session left after filtering (dated after "
                         f"{split}, with 2 or more clicks on training items)")
-
-    n_sessions = len(train_sessions) + len(long_enough)
+    n_items = len(known)
     stats = {
-        "dataset": dataset,
-        "source": Path(where).name,
-        "fraction": fraction,
-        "n_rows": int(len(clicks.session)),
-        "n_raw_sessions": int(n_raw_sessions),
-        "n_items": int(n_items),
-        "n_train": len(train),
-        "n_test": len(test),
+        "dataset": dataset, "source": Path(where).name, "fraction": fraction,
+        "n_rows": int(len(clicks.session)), "n_raw_sessions": int(n_raw_sessions),
+        "n_items": int(n_items), "n_train": len(train), "n_test": len(test),
         "n_train_sessions": int(len(train_sessions)),
-        "n_test_sessions": int(len(long_enough)),
-        "avg_length": float((train_offsets[-1] + test_offsets[-1]) / n_sessions),
+        "n_test_sessions": int(len(test_offsets) - 1),
+        "avg_length": float((train_offsets[-1] + test_offsets[-1])
+                            / (len(train_sessions) + len(test_offsets) - 1)),
         "max_prefix_length_train": int(train.lengths().max()),
         "max_prefix_length_test": int(test.lengths().max()),
-        "split_date": int(split),
-        "max_date": max_date,
+        "split_date": int(split), "max_date": int(split) + DAY * SPLIT_DAYS[dataset],
     }
     kept_train = train_offsets[first_session:] - train_offsets[first_session]
     all_train_seq = (train_items[train_offsets[first_session]:].astype(np.int32), kept_train)

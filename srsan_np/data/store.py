@@ -8,7 +8,7 @@ items[offsets[i]:offsets[i + 1]]``. Nothing is padded on disk; padding happens p
 
 A directory written by :func:`save_dataset` holds ``train.npz``, ``test.npz`` (arrays
 ``items``, ``offsets``, ``targets``, ``n_items``), ``stats.json`` and the marker
-``.srsan-np`` that says srsan-np wrote it (see ``srsan_np/runs.py``).
+``.srsan-np`` that says srsan-np wrote it (see ``srsan_np/files.py``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,10 @@ import numpy as np
 from numba import njit
 
 from srsan_np.errors import DataError
-from srsan_np.runs import atomic_directory, write_marker
+from srsan_np.files import atomic_directory, read_json, write_marker
+
+
+LAYOUT = ("train.npz", "test.npz", "stats.json")  # a dataset directory's files
 
 
 @dataclass(frozen=True)
@@ -202,12 +205,7 @@ def load_dataset(directory) -> Dataset:
     if n_items != n_items_test:
         raise DataError(f"{directory}: train.npz says {n_items} items, test.npz {n_items_test}")
     stats_path = directory / "stats.json"
-    try:
-        stats = json.loads(stats_path.read_text(encoding="utf-8")) if stats_path.is_file() else {}
-    except json.JSONDecodeError as e:
-        raise DataError(f"{stats_path}: line {e.lineno}: not JSON ({e.msg})") from None
-    except UnicodeDecodeError:
-        raise DataError(f"{stats_path}: not UTF-8 text") from None
+    stats = read_json(stats_path) if stats_path.is_file() else {}
     if not isinstance(stats, dict):
         raise DataError(f"{stats_path}: expected a JSON object, found {type(stats).__name__}")
     return Dataset(train, test, n_items, stats, load_raw_ids(directory / "raw_ids.npy", n_items))

@@ -20,7 +20,6 @@ from __future__ import annotations
 import ast
 import hashlib
 import importlib.util
-import os
 import re
 import sys
 import textwrap
@@ -28,7 +27,7 @@ import types
 from pathlib import Path
 
 from ..errors import DataError
-from ..runs import atomic_write_bytes, remove_leftovers
+from ..files import atomic_write_bytes, remove_leftovers
 
 __all__ = ["EXERCISES", "SECTIONS", "init", "stub_source", "load",
            "WorkspaceExists", "DEFAULT_DIR", "ENV_VAR", "find_workspace", "resolve",
@@ -95,8 +94,10 @@ def find_workspace(start=None) -> Path | None:
     its parents, so a workspace at the repository root is found from ``notebooks/``; else
     None.
     """
-    if os.environ.get(ENV_VAR):
-        return Path(os.environ[ENV_VAR])
+    from ..runtime import exercises_directory
+
+    if exercises_directory() is not None:
+        return exercises_directory()
     start = Path.cwd() if start is None else Path(start)
     for folder in (start, *start.resolve().parents):
         if (folder / DEFAULT_DIR).is_dir():

@@ -58,9 +58,12 @@ class TableGradient:
         self.dtype = h_scaled.dtype
         self._parts = [(np.asarray(targets, np.int64), -onehot)]  # (rows, values) to add
         self._sorted = None  # the parts' rows in order, with their values, once made
-        self._array = None
 
     ndim = 2
+
+    def __repr__(self):
+        return (f"TableGradient(shape={self.shape}, dtype={self.dtype}): the table's gradient "
+                f"as its parts; np.asarray gives the array")
 
     @property
     def size(self):
@@ -110,14 +113,13 @@ class TableGradient:
         threads.for_row_blocks(blocks, threads.n_blocks(n_rows))
 
     def __array__(self, dtype=None, copy=None):
-        if self._array is None:
-            array = np.empty(self.shape, self.dtype)
+        """The whole ``dE``, a new array each call (made from the same blocks as Adam's)."""
+        array = np.empty(self.shape, self.dtype)
 
-            def keep(lo, hi, block):
-                array[lo:hi] = block
-            self.for_blocks(keep)
-            self._array = array
-        return self._array if dtype is None else self._array.astype(dtype)
+        def keep(lo, hi, block):
+            array[lo:hi] = block
+        self.for_blocks(keep)
+        return array if dtype is None else array.astype(dtype, copy=False)
 
 
 def embedding_backward(dout, cache: EmbeddingCache, dW=None):

@@ -194,9 +194,8 @@ def attention_forward(x, in_w, in_b, out_w, out_b, n_heads, key_mask=None, p=0.0
     n_heads : int
         ``H``; must divide ``D``.
     key_mask : (B, T) bool or None
-        True where the key is a real token, False for padding that no query may attend to.
-        This is the *opposite* of PyTorch's ``key_padding_mask`` (there True = ignore).
-        None: every key is attended to.
+        True where the key is a real token, False for padding that no query may attend to
+        (the *opposite* of PyTorch's ``key_padding_mask``); None: every key is real.
     p : float
         Dropout probability on the attention weights.
     rng : numpy.random.Generator or None
@@ -217,16 +216,13 @@ def attention_forward(x, in_w, in_b, out_w, out_b, n_heads, key_mask=None, p=0.0
               \\mathrm{out} = [\\mathrm{drop}(A_1) v_1, \\dots, \\mathrm{drop}(A_H) v_H]
               W_{out}^T + b_{out}
 
-    where ``M`` is ``-inf`` on masked keys. Identical to ``nn.MultiheadAttention`` given
-    the same weights and ``key_padding_mask = ~key_mask`` (which would give NaN on a fully
-    masked row where this gives 0).
+    where ``M`` is ``-inf`` on masked keys: ``nn.MultiheadAttention`` with the same weights
+    and ``key_padding_mask = ~key_mask`` (which gives NaN on a fully masked row, this 0).
     """
     check_attention_inputs("attention_forward", x, in_w, in_b, out_w, out_b, n_heads,
                            key_mask, p)
     B, T, D = x.shape
-    if key_mask is None:
-        key_mask = np.ones((B, T), dtype=np.bool_)  # every key is real
-    key_mask = np.ascontiguousarray(key_mask)
+    key_mask = np.ones((B, T), np.bool_) if key_mask is None else np.ascontiguousarray(key_mask)
 
     qkv, in_cache = linear_forward(x, in_w, in_b)  # (B, T, 3D)
     q = split_heads(qkv[..., :D], n_heads)  # (B, H, T, dh)

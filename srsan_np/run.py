@@ -1,0 +1,390 @@
+"""A training run's directory: the one place its files are named, read and written.
+
+::
+
+    RUN/                    srsan-np train --out RUN (or fit(..., run=RUN))
+      .srsan-np  .lock      the marker and the lock (srsan_np.files)
+      config.json           the model and training configurations: what a resume must match
+      data.json             where the data came from, and its fingerprint
+      raw_ids.npy           the raw log's id of every item, when the data has them
+      ops.json              trained with a learner's ops: which op came from where
+      last.npz              every epoch: weights, Adam's state and the selected epoch's weights
+      best.npz              the selected epoch's weights, a file of their own
+      diagnostics.json      how the network trains (srsan_np.diagnostics)
+      summary.json          the result, when training ends
+      train.log             what `srsan-np train` printed (every start of the run, in order)
+      metrics.csv           one row per epoch and learning rate: the learning rate, the loss,
+                            the validation and test metrics, the seconds
+      lr-<rate>/            several learning rates: one such run per rate (no marker, no lock,
+                            no train.log or metrics.csv: the top run keeps them for all rates)
+
+``last.npz`` alone is the commit of an epoch: it carries the selected epoch's weights too, so
+the pair it and ``best.npz`` can never be out of step (a process killed between the two
+writes leaves ``best.npz`` one epoch behind; the next start exports it again).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from srsan_np import files
+from srsan_np.checkpoint import load_checkpoint, save_checkpoint
+from srsan_np.data.source import DataSource
+from srsan_np.errors import DataError
+
+__all__ = ["Run"]
+
+_CONFIG, _DATA, _RAW_IDS, _OPS = "config.json", "data.json", "raw_ids.npy", "ops.json"
+_LAST, _BEST, _DIAGNOSTICS, _SUMMARY = "last.npz", "best.npz", "diagnostics.json", "summary.json"
+_LOG, _METRICS = "train.log", "metrics.csv"
+_LAYOUT = (_CONFIG, _DATA, _LAST)  # a run from before markers: recognised by these files
+
+
+def _configs_json(model_config, train_config):
+    """What ``config.json`` holds, as JSON gives it back."""
+    return json.loads(json.dumps({"model": dataclasses.asdict(model_config),
+                                  "train": dataclasses.asdict(train_config)}))
+
+
+def _changes(started, wanted):
+    """What differs between two ``config.json`` contents, said field by field."""
+    changed = []
+    for section, fields in wanted.items():
+        before = started.get(section) if isinstance(started, dict) else None
+        before = before if isinstance(before, dict) else {}
+        changed += [f"{section}.{k} {before.get(k)!r} -> {v!r}" for k, v in fields.items()
+                    if before.get(k) != v]
+        if section == "train" and before.get("kernels") != fields["kernels"]:
+            ops = str(before.get("kernels")).startswith("workspace:")
+            changed.append(f"it was started {'with' if ops else 'without'} --ops")
+    return "; ".join(changed) or "config.json differs"
+
+
+def _params(arrays, prefix):
+    return {name[len(prefix):]: value for name, value in arrays.items() if name.startswith(prefix)}
+
+
+def _prefixed(params, prefix):
+    return {f"{prefix}{name}": value for name, value in params.items()}
+
+
+class Run:
+    """The run directory ``directory`` (see the module notes).
+
+    Open one to train into with :meth:`open`; read a finished (or training) one with
+    ``Run(directory)`` and :meth:`load_model`, :meth:`load_data`, :meth:`history`.
+    """
+
+    def __init__(self, directory):
+        self.directory = Path(directory)
+        self._configs = None  # config.json's contents, once written or read
+        self._root = self  # the run that keeps train.log and metrics.csv
+        self._log = None  # train.log's lines, once read or written
+        self._histories = {}  # learning rate -> its epochs, what metrics.csv holds
+        self.resumed = False  # opened to continue the run it holds
+
+    def __repr__(self):
+        return f"Run({str(self.directory)!r})"
+
+    # ------------------------------------------------------------------ opening
+
+    @staticmethod
+    def check(directory, inputs=(), resume=False, overwrite=False) -> bool:
+        """Refuse, before anything is read or written, a ``directory`` srsan-np may not
+        train into (:func:`srsan_np.files.check_target`); True if it holds a run."""
+        return files.check_target(directory, "run", inputs, overwrite, resume, layout=_LAYOUT)
+
+    @classmethod
+    @contextmanager
+    def open(cls, directory, model_config, train_config, dataset, source=None, *,
+             resume=False, overwrite=False, inputs=()):
+        """Lock ``directory`` for the block and yield its :class:`Run`, ready to train;
+        ``run.resumed`` says whether it holds a run to continue.
+
+        Everything that can refuse is checked before anything is written: that the
+        directory is srsan-np's run (or new or empty), holds none of ``inputs``, is not in
+        use, and -- to ``resume`` -- that the run was started with the same configurations on
+        the same data. A new run (or one replaced with ``overwrite``) records the
+        configurations, the data's ``source`` (a :class:`~srsan_np.data.source.DataSource`,
+        or None from the Python API) and fingerprint, and the data's raw ids.
+        """
+        run = cls(directory)
+        cls.check(directory, inputs, resume=True, overwrite=True)  # what is never replaced
+        run.directory.mkdir(parents=True, exist_ok=True)
+        with files.lock(run.directory):
+            exists = cls.check(directory, inputs, resume, overwrite)
+            files.remove_leftovers(run.directory)
+            run.resumed = exists and resume
+            if run.resumed:
+                run._check_resume(model_config, train_config, dataset)
+            elif exists:
+                files.clear_directory(run.directory)
+            if files.marker_kind(run.directory) != "run":  # new, cleared, or from before markers
+                files.write_marker(run.directory, "run")
+            run._record(model_config, train_config, dataset, source)
+            yield run
+
+    def _record(self, model_config, train_config, dataset, source):
+        """The configurations, the data's source and fingerprint, and its raw ids (written
+        again on a resume: the same contents, and whatever a killed start left out)."""
+        from srsan_np.data.store import fingerprint
+
+        self.write_config(model_config, train_config)
+        described = source.to_json() if source is not None else {}
+        files.write_json(self.directory / _DATA, {**described, "fingerprint": fingerprint(dataset)})
+        if dataset.raw_ids is not None:  # so that `recommend --raw` can speak the log's ids
+            with files.atomic_write_stream(self.directory / _RAW_IDS) as f:
+                np.save(f, dataset.raw_ids)
+
+    def write_config(self, model_config, train_config):
+        """Record the configurations a resume must match (the only writer of ``config.json``)."""
+        self._configs = _configs_json(model_config, train_config)
+        files.write_json(self.directory / _CONFIG, self._configs)
+
+    def _check_resume(self, model_config, train_config, dataset=None):
+        """:class:`DataError` unless the run was started with these configurations (and, if
+        given, on this data): what a resume checks, once, before it writes anything."""
+        path = self.directory / _CONFIG
+        if path.exists():
+            started, wanted = files.read_json(path), _configs_json(model_config, train_config)
+            if started != wanted:
+                raise DataError(f"{self.directory}: cannot resume: the run was started with "
+                                f"another config ({_changes(started, wanted)}); resume with "
+                                f"the same flags, or start again with --overwrite")
+        if dataset is not None and (self.directory / _DATA).exists():
+            self._check_fingerprint(dataset, f"--resume {self.directory}: this data")
+
+    def _check_fingerprint(self, dataset, what):
+        from srsan_np.data.store import fingerprint
+
+        recorded = files.read_json(self.directory / _DATA)
+        if isinstance(recorded, dict) and recorded.get("fingerprint") not in (None, fingerprint(dataset)):
+            raise DataError(f"{what} is not the data the run was trained on (its fingerprint "
+                            f"differs): the run's checkpoints do not apply to it")
+
+    def record_ops(self, workspace, origin):
+        """Record which op came from the learner's ``workspace`` and which from the reference."""
+        files.write_json(self.directory / _OPS, {"workspace": str(workspace), "ops": origin})
+
+    def sub_run(self, lr, model_config, train_config, resume):
+        """The run of one learning rate ``lr`` of several, in ``lr-<rate>/``, its own
+        configurations recorded (checked, to ``resume``)."""
+        sub = Run(self.directory / f"lr-{lr:g}")
+        sub._root = self._root
+        sub.directory.mkdir(exist_ok=True)
+        files.remove_leftovers(sub.directory)
+        if resume and (sub.directory / _CONFIG).exists():
+            sub._check_resume(model_config, train_config)
+        else:
+            sub.write_config(model_config, train_config)
+        return sub
+
+    # ------------------------------------------------------------------ training into it
+
+    def log(self, line):
+        """Print ``line`` and keep it in ``train.log`` (rewritten atomically)."""
+        print(line, flush=True)
+        self.keep_log(line)
+
+    def keep_log(self, *lines):
+        """Add ``lines``, already printed, to ``train.log`` (after what earlier starts of a
+        resumed run printed)."""
+        root = self._root
+        if root._log is None:
+            path = root.directory / _LOG
+            root._log = path.read_text(errors="replace").splitlines() if path.is_file() else []
+        root._log.extend(lines)
+        files.atomic_write_bytes(root.directory / _LOG, ("\n".join(root._log) + "\n").encode())
+
+    def _keep_history(self, history):
+        """Rewrite the top run's ``metrics.csv`` with this learning rate's epochs so far."""
+        root, configs = self._root, self.configs()
+        root._histories[f"{configs['train']['lr']:g}"] = history
+        rows = [{"learning_rate": rate, "epoch": r["epoch"], "epoch_lr": r["lr"],
+                 "train_loss": r["train_loss"],
+                 **{f"{split}_{m}": v for split in ("valid", "test")
+                    for m, v in (r[split] or {}).items()}, "seconds": r["seconds"]}
+                for rate, history in root._histories.items() for r in history]
+        columns = list(dict.fromkeys(key for row in rows for key in row))
+        text = io.StringIO()
+        writer = csv.DictWriter(text, columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        files.atomic_write_bytes(root.directory / _METRICS, text.getvalue().encode())
+
+    @property
+    def diagnostics_path(self) -> Path:
+        return self.directory / _DIAGNOSTICS
+
+    def last_epoch(self):
+        """``(arrays, meta)`` of the last finished epoch, or None. Exports ``best.npz``
+        again when a process was killed between the two checkpoints."""
+        if not (self.directory / _LAST).exists():
+            return None
+        arrays, meta = load_checkpoint(self.directory / _LAST)
+        try:
+            exported = load_checkpoint(self.directory / _BEST)[1].get("epoch") == meta["best"]["epoch"]
+        except (OSError, ValueError):
+            exported = False
+        if not exported:
+            self._export_best(_params(arrays, "best/param/"), meta)
+        self._keep_history(meta["history"])
+        return arrays, meta
+
+    def save_epoch(self, params, adam_state, best_params, meta, improved):
+        """Commit an epoch: ``last.npz`` (weights, Adam's state, the selected weights), then,
+        if the epoch is the new selection, ``best.npz``."""
+        arrays = {**_prefixed(params, "param/"), **_prefixed(adam_state, "adam/"),
+                  **_prefixed(best_params, "best/param/")}
+        save_checkpoint(self.directory / _LAST, arrays, meta)
+        if improved:
+            self._export_best(best_params, meta)
+        self._keep_history(meta["history"])
+
+    def _export_best(self, best_params, meta):
+        b = meta["best"]["epoch"]
+        save_checkpoint(self.directory / _BEST, _prefixed(best_params, "param/"),
+                        {**meta, "epoch": b, "history": meta["history"][:b + 1]})
+
+    def adopt_best(self, sub):
+        """This run's ``best.npz`` is the sub-run ``sub``'s (the chosen learning rate's)."""
+        arrays, meta = load_checkpoint(sub.directory / _BEST)
+        save_checkpoint(self.directory / _BEST, arrays, meta)
+
+    def write_summary(self, summary):
+        files.write_json(self.directory / _SUMMARY, summary)
+
+    # ------------------------------------------------------------------ reading it
+
+    def load_model(self, which="best"):
+        """Weights and configuration: ``(params, model.Config, meta)``.
+
+        ``which`` is ``"best"`` (the selected epoch) or ``"last"``. Both come from
+        ``last.npz`` when the run has one (it carries the selected weights too, so the pair
+        is always consistent), else from ``best.npz`` (the top of a run over several
+        learning rates). :class:`DataError` names a checkpoint that is not a run's.
+        """
+        from srsan_np import model
+
+        arrays, meta, path = {}, None, self.directory / _LAST
+        if path.exists():
+            arrays, meta = load_checkpoint(path)
+        prefix = "param/" if which == "last" else "best/param/"
+        if not _params(arrays, prefix):
+            path, prefix = self.directory / f"{which}.npz", "param/"
+            if not path.exists():
+                raise DataError(f"{path}: no checkpoint (is {self.directory} a training run "
+                                f"directory?)")
+            arrays, meta = load_checkpoint(path)
+        params = _params(arrays, prefix)
+        try:
+            config = model.Config(**meta["config"]["model"])
+            missing = [key for key in ("epoch", "best") if meta.get(key) is None]
+            missing += [] if meta["config"].get("train") is not None else ["config.train"]
+            if missing:  # what evaluate and recommend read
+                raise KeyError(", ".join(missing))
+            shapes = model.param_shapes(config)
+        except (AttributeError, KeyError, TypeError, ValueError) as err:
+            raise DataError(f"{path}: not a checkpoint of a training run ({type(err).__name__}: "
+                            f"{err})") from None
+        if {k: v.shape for k, v in params.items()} != shapes:
+            raise DataError(f"{path}: its weights do not match its own model configuration")
+        return params, config, meta
+
+    def raw_ids(self):
+        """The raw log's id of every item (``(V + 1,)``), or None if the data had none."""
+        from srsan_np.data.store import load_raw_ids
+
+        return load_raw_ids(self.directory / _RAW_IDS)
+
+    def _record_dir(self):
+        """Where ``data.json`` is: here, or beside a learning rate's run, in its parent."""
+        here = self.directory / _DATA
+        return self.directory if here.exists() or not (self.directory.parent / _DATA).exists() \
+            else self.directory.parent
+
+    def load_data(self):
+        """The dataset the run was trained on, as ``data.json`` names it, checked against
+        the fingerprint recorded there."""
+        record = Run(self._record_dir())
+        path = record.directory / _DATA
+        source = DataSource.from_json(
+            files.read_json(path, f"is {record.directory} a training run directory?"), path)
+        if source is None:
+            raise DataError(f"{path}: names no data (the run was trained from Python): "
+                            f"pass --data or --input")
+        dataset = source.load()
+        record._check_fingerprint(dataset, f"{path}: the data it names")
+        return dataset
+
+    def diagnostics(self):
+        """The run's training diagnostics (:func:`srsan_np.diagnostics.load_diagnostics`), or
+        None before its first are written."""
+        from srsan_np.diagnostics import load_diagnostics
+
+        return load_diagnostics(self.diagnostics_path)
+
+    def configs(self):
+        """``config.json`` (``{"model": ..., "train": ...}``), or None if there is none."""
+        path = self.directory / _CONFIG
+        if self._configs is None and path.exists():
+            self._configs = files.read_json(path)
+        return self._configs
+
+    def summary(self):
+        """``summary.json``, or None while the run trains."""
+        path = self.directory / _SUMMARY
+        return files.read_json(path) if path.exists() else None
+
+    def history(self):
+        """``(history, selected epoch)`` of a finished run or of one still training (from
+        its last checkpoint), or ``(None, None)`` before its first epoch ends."""
+        summary = self.summary()
+        if summary is not None:
+            if not isinstance(summary, dict) or not {"history", "selected_epoch"} <= set(summary):
+                raise DataError(f"{self.directory / _SUMMARY}: not a run's summary")
+            return summary["history"], summary["selected_epoch"]
+        if (self.directory / _LAST).exists():
+            meta = load_checkpoint(self.directory / _LAST)[1]
+            return meta["history"], meta["best"]["epoch"]
+        return None, None
+
+    def metrics(self):
+        """``metrics.csv`` read back: ``{learning rate: [one dict per epoch]}`` (numbers as
+        numbers, a metric without a validation split as None), or None if there is none."""
+        path = self.directory / _METRICS
+        if not path.exists():
+            return None
+        try:
+            rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
+            by_rate = {}
+            for row in rows:
+                record = {k: None if v == "" else int(v) if k == "epoch" else float(v)
+                          for k, v in row.items() if k != "learning_rate"}
+                by_rate.setdefault(row["learning_rate"], []).append(record)
+        except (UnicodeDecodeError, ValueError, KeyError, TypeError, csv.Error) as err:
+            raise DataError(f"{path}: not a run's metrics ({err})") from None
+        return by_rate
+
+    def by_lr(self):
+        """The runs of each learning rate (``{"0.003": Run, ...}``), empty if it has one."""
+        return {p.name[len("lr-"):]: Run(p) for p in sorted(self.directory.glob("lr-*"))
+                if (p / _CONFIG).exists()}
+
+    def plotted(self):
+        """The run whose files to draw: this one, or with several learning rates, the
+        chosen rate's (while training: the latest to have written)."""
+        runs = self.by_lr()
+        if (self.directory / _LAST).exists() or self.diagnostics_path.exists() or not runs:
+            return self
+        summary = self.summary()
+        if isinstance(summary, dict) and "selected_lr" in summary:
+            return runs.get(f"{summary['selected_lr']:g}", self)
+        return max(runs.values(), key=lambda r: (r.directory / _CONFIG).stat().st_mtime)

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -163,6 +164,35 @@ def test_your_ops_train_exactly_as_the_reference(tmp_path):
     np.testing.assert_allclose(mine, reference, rtol=1e-6, atol=0)
 
 
+@pytest.mark.parametrize("mode", ["sequence", "faithful"])
+def test_plain_numpy_solutions_train_as_the_reference_kernels(tmp_path, mode):
+    """Every op solved in plain NumPy (tests/learner_solutions, not the reference files),
+    dropout on, float32: 20 steps give the reference kernels' losses to float32 rounding."""
+    ws = shutil.copytree(Path(__file__).parent / "learner_solutions", tmp_path / "ws")
+    dataset = sample_dataset(0)
+    config = model.Config(n_items=dataset.n_items, hidden=12, heads=3, dropout=0.1, mode=mode,
+                          positions=mode == "sequence", layers=2)
+    kernels, origin = exercises.learner_kernels(ws, config.heads, config.dropout,
+                                                mode == "sequence")
+    assert set(origin.values()) == {"yours"}
+
+    def losses(k):
+        params = model.init_params(config, 0)  # float32
+        opt = model.kernel_sets.get(k).Adam(params, lr=1e-2, weight_decay=1e-5)
+        out, dropout = [], np.random.default_rng(7)
+        batches = iterate_batches(dataset.train, 50, config.mode, np.random.default_rng(0))
+        for batch in itertools.islice(batches, 20):
+            loss, grads = model.loss_and_grads(params, batch, config, dropout, k)
+            assert {g.dtype for g in grads.values()} == {np.dtype(np.float32)}
+            opt.step(grads)
+            out.append(loss)
+        return np.array(out)
+
+    mine, reference = losses(kernels), losses("reference")
+    assert len(mine) == 20 and reference[-1] < reference[0]
+    np.testing.assert_allclose(mine, reference, rtol=2e-6, atol=0)
+
+
 def test_train_with_your_layernorm(tmp_path, capsys):
     ws = tmp_path / "ws"
     exercises.init(ws)
@@ -186,24 +216,43 @@ def test_train_with_your_layernorm(tmp_path, capsys):
     assert main(["train", "--ops", str(tmp_path / "nowhere"), "--epochs", "1"]) == 2
 
 
-def test_your_turn_checks_the_workspace_or_the_reference(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv(workspace.ENV_VAR, str(tmp_path / "none"))
+def test_your_turn_checks_the_workspace_or_says_it_checks_the_reference(tmp_path, monkeypatch,
+                                                                        capsys):
+    monkeypatch.delenv(workspace.ENV_VAR, raising=False)
+    monkeypatch.chdir(tmp_path)
     result = exercises.your_turn("layernorm")
-    assert result.passed and "srsan-np exercises init" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "No workspace found" in said and "checks the REFERENCE implementation" in said
+    assert result.passed and result.workspace is None
+    assert repr(result).endswith("the REFERENCE implementation (not your code): all pass")
+    assert "REFERENCE implementation (not your code)" in result._repr_html_()
     monkeypatch.setenv(workspace.ENV_VAR, str(tmp_path))
     (tmp_path / "layernorm.py").write_text(MY_LAYERNORM.replace("g - g.mean", "g + g.mean"))
     result = exercises.your_turn("layernorm")
     assert not result.passed and result.status("layernorm") == "fail"
     assert result.workspace == str(tmp_path)
+    assert repr(result).endswith(f"your workspace {tmp_path}: not all pass")
+    result = exercises.your_turn("relu")  # a workspace without relu.py: the reference, said
+    assert result.workspace is None and "has no relu.py" in capsys.readouterr().out
+
+
+def test_the_workspace_is_found_from_below_it(tmp_path, monkeypatch):
+    monkeypatch.delenv(workspace.ENV_VAR, raising=False)
+    (tmp_path / "srsan-exercises").mkdir()
+    (tmp_path / "notebooks" / "deeper").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "notebooks" / "deeper")
+    assert workspace.find_workspace() == tmp_path / "srsan-exercises"
+    monkeypatch.setenv(workspace.ENV_VAR, str(tmp_path / "elsewhere"))
+    assert workspace.find_workspace() == tmp_path / "elsewhere"
 
 
 def test_pytest_runs_one_test_per_output(tmp_path):
     exercises.init(tmp_path, ["layernorm"])
     (tmp_path / "layernorm.py").write_text(
         MY_LAYERNORM.replace("return dx, dgamma, dbeta", "return dx, 2 * dgamma, dbeta"))
-    env = dict(os.environ, PYTHONPATH=os.getcwd())
-    for argv in ([str(tmp_path)], ["-p", "srsan_np.exercises.pytest_plugin", "--workspace",
-                                   str(tmp_path)]):
+    env = dict(os.environ, PYTHONPATH=os.getcwd(), SRSAN_EXERCISES=str(tmp_path))
+    plugin = ["-p", "srsan_np.exercises.pytest_plugin", "--workspace"]
+    for argv in ([str(tmp_path)], [*plugin, str(tmp_path)], plugin):
         run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                               "--rootdir", str(tmp_path), *argv],
                              capture_output=True, text=True, env=env, cwd=tmp_path)

@@ -16,29 +16,9 @@ from srsan_np.cli import main
 from srsan_np.data import iterate_batches, sample_dataset
 from srsan_np.exercises import checks, workspace
 
+SOLUTIONS = Path(__file__).resolve().parent / "learner_solutions"
 # A layer norm written without the reference: plain NumPy, its own cache as a tuple.
-MY_LAYERNORM = '''
-import numpy as np
-
-
-def layernorm_forward(x, gamma, beta, eps=1e-5):
-    mu = x.mean(axis=-1, keepdims=True)
-    xc = x - mu
-    var = (xc * xc).mean(axis=-1, keepdims=True)
-    inv = 1.0 / np.sqrt(var + eps)
-    xh = xc * inv
-    return xh * gamma + beta, (xh, inv, gamma)
-
-
-def layernorm_backward(dout, cache):
-    xh, inv, gamma = cache
-    g = dout * gamma
-    dx = inv * (g - g.mean(axis=-1, keepdims=True) - xh * (g * xh).mean(axis=-1, keepdims=True))
-    rows = tuple(range(dout.ndim - 1))
-    dgamma = (dout * xh).sum(axis=rows)
-    dbeta = dout.sum(axis=rows)
-    return dx, dgamma, dbeta
-'''
+MY_LAYERNORM = (SOLUTIONS / "layernorm.py").read_text()
 
 
 def reference_workspace(directory):
@@ -139,27 +119,28 @@ def test_a_module_importing_yours_is_the_reference_source_run_on_yours(tmp_path)
                                                   "relu"}
 
 
+def train_losses(kernels, config, steps, dropout=None):
+    """The loss of each of ``steps`` Adam steps from the same float32 start on the sample."""
+    params = model.init_params(config, 0)
+    opt = model.kernel_sets.get(kernels).Adam(params, lr=1e-2, weight_decay=1e-5)
+    out = []
+    batches = iterate_batches(sample_dataset(0).train, 50, config.mode, np.random.default_rng(0))
+    for batch in itertools.islice(batches, steps):
+        loss, grads = model.loss_and_grads(params, batch, config, dropout, kernels)
+        assert {g.dtype for g in grads.values()} == {np.dtype(np.float32)}
+        opt.step(grads)
+        out.append(loss)
+    return np.array(out)
+
+
 def test_your_ops_train_exactly_as_the_reference(tmp_path):
     """Reference copied in as the learner's work: every op is "yours", and 50 steps of
     training (dropout off) give the reference run's losses to 1e-6."""
     kernels, origin = exercises.learner_kernels(reference_workspace(tmp_path))
     assert set(origin.values()) == {"yours"}
-    dataset = sample_dataset(0)
-    config = model.Config(n_items=dataset.n_items, hidden=8, dropout=0.0, mode="sequence",
-                          positions=True, layers=2)
-
-    def losses(k):
-        params = model.init_params(config, 0)
-        opt = model.kernel_sets.get(k).Adam(params, lr=1e-2, weight_decay=1e-5)
-        out = []
-        batches = iterate_batches(dataset.train, 20, config.mode, np.random.default_rng(0))
-        for batch in itertools.islice(batches, 50):
-            loss, grads = model.loss_and_grads(params, batch, config, None, k)
-            opt.step(grads)
-            out.append(loss)
-        return np.array(out)
-
-    mine, reference = losses(kernels), losses("reference")
+    config = model.Config(n_items=sample_dataset(0).n_items, hidden=8, dropout=0.0,
+                          mode="sequence", positions=True, layers=2)
+    mine, reference = train_losses(kernels, config, 50), train_losses("reference", config, 50)
     assert len(mine) == 50 and reference[-1] < reference[0]
     np.testing.assert_allclose(mine, reference, rtol=1e-6, atol=0)
 
@@ -168,27 +149,14 @@ def test_your_ops_train_exactly_as_the_reference(tmp_path):
 def test_plain_numpy_solutions_train_as_the_reference_kernels(tmp_path, mode):
     """Every op solved in plain NumPy (tests/learner_solutions, not the reference files),
     dropout on, float32: 20 steps give the reference kernels' losses to float32 rounding."""
-    ws = shutil.copytree(Path(__file__).parent / "learner_solutions", tmp_path / "ws")
-    dataset = sample_dataset(0)
-    config = model.Config(n_items=dataset.n_items, hidden=12, heads=3, dropout=0.1, mode=mode,
-                          positions=mode == "sequence", layers=2)
+    ws = shutil.copytree(SOLUTIONS, tmp_path / "ws")
+    config = model.Config(n_items=sample_dataset(0).n_items, hidden=12, heads=3, dropout=0.1,
+                          mode=mode, positions=mode == "sequence", layers=2)
     kernels, origin = exercises.learner_kernels(ws, config.heads, config.dropout,
                                                 mode == "sequence")
     assert set(origin.values()) == {"yours"}
-
-    def losses(k):
-        params = model.init_params(config, 0)  # float32
-        opt = model.kernel_sets.get(k).Adam(params, lr=1e-2, weight_decay=1e-5)
-        out, dropout = [], np.random.default_rng(7)
-        batches = iterate_batches(dataset.train, 50, config.mode, np.random.default_rng(0))
-        for batch in itertools.islice(batches, 20):
-            loss, grads = model.loss_and_grads(params, batch, config, dropout, k)
-            assert {g.dtype for g in grads.values()} == {np.dtype(np.float32)}
-            opt.step(grads)
-            out.append(loss)
-        return np.array(out)
-
-    mine, reference = losses(kernels), losses("reference")
+    mine = train_losses(kernels, config, 20, np.random.default_rng(7))
+    reference = train_losses("reference", config, 20, np.random.default_rng(7))
     assert len(mine) == 20 and reference[-1] < reference[0]
     np.testing.assert_allclose(mine, reference, rtol=2e-6, atol=0)
 

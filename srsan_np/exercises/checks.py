@@ -235,9 +235,9 @@ def _returns(name, result, n):
 class _Exercise:
     """Collects the rows of one exercise in one setting as its outputs are checked."""
 
-    def __init__(self, name, module, reference, setting, prefix=""):
+    def __init__(self, name, module, reference, setting):
         self.name, self.mod, self.ref, self.s = name, module, reference, setting
-        self.prefix = prefix  # "chain: " for the whole chain of a steps exercise
+        self.prefix = ""  # "chain: " for the whole chain of a steps exercise
         self.rows = []
         self.mistakes = lambda: []  # the known mistakes of this setting, built on demand
         self.steps_exercise = ""  # where a fused op's mistakes live, step by step
@@ -263,9 +263,13 @@ class _Exercise:
                               m.grads[output]))
         return tuple(found)
 
+    def _label(self, output):
+        """``output`` as the table shows it: "dx", or "dx [float32, ...]" in a later setting."""
+        label, setting = f"{self.prefix}{output}", self.s.label(self.name)
+        return f"{label} [{setting}]" if setting else label
+
     def _add(self, output, got, true, hints, tol, dtype=True, value=False):
-        label = f"{self.prefix}{output}"
-        label = f"{label} [{self.s.label(self.name)}]" if self.s.label(self.name) else label
+        label = self._label(output)
         error = _error(got, true, F32_FLOOR if self.f32 else FLOOR)
         right_dtype = not dtype or getattr(got, "dtype", None) == self.dtype
         if error is not None and error < tol and right_dtype:
@@ -298,7 +302,7 @@ class _Exercise:
                   F32_TOL if self.f32 else GRAD_TOL)
 
     def fail(self, output, message):
-        self.rows.append(Row(self.name, f"{self.prefix}{output}", "fail", None, message))
+        self.rows.append(Row(self.name, self._label(output), "fail", None, message))
 
 
 def _op(ex, forward, backward, inputs, wrt, dout, hints=None, richardson=False, out="out"):
@@ -349,8 +353,6 @@ def _key_mask(B, T):
 def _dropout_rng(ex):
     """A generator for one forward: seeded alike every time (None when dropout is off)."""
     return np.random.default_rng(SEED) if ex.s.p > 0 else None
-
-
 
 
 # --------------------------------------------------------------------------- the ops
@@ -477,7 +479,7 @@ def _layernorm(ex):
 
 
 def _softmax_ce(ex, dloss):
-    rng, (B, T), D = _rng(), ex.s.batch, ex.s.D
+    rng, B, D = _rng(), ex.s.batch[0], ex.s.D
     V = 11
     targets = np.array([3, 10, 1]) if B == 3 else np.array([11, 4])  # items 1..V
     inputs = dict(h=_values(rng, (B, D)), E=_values(rng, (V + 1, D)), targets=targets)

@@ -237,3 +237,21 @@ def test_diagnosis_without_a_region_gives_the_largest_error():
     assert "largest error is at (1, 2)" in diagnose("dW", got, true)
     assert "is a list" in diagnose("dW", [1, 2], true)
     assert checks._error(true * (1 + 1e-9), true) < checks.GRAD_TOL
+
+
+def test_parts_and_invariants_are_said_when_no_known_mistake_fits(tmp_path):
+    """Mistakes outside the library: the checker says which parts are right and which
+    invariant of a right answer fails."""
+    attention = (SOLUTIONS / "attention.py").read_text().replace(
+        "dv = att_drop.transpose(0, 1, 3, 2) @ dy", "dv = -att_drop.transpose(0, 1, 3, 2) @ dy")
+    layernorm = MY_LAYERNORM.replace("g - g.mean(axis=-1, keepdims=True)",
+                                     "g - 0.5 * g.mean(axis=-1, keepdims=True)")
+    (tmp_path / "attention.py").write_text(attention)
+    (tmp_path / "layernorm.py").write_text(layernorm)
+    rows = {r.output: r.message for r in checks.check_exercise("attention", tmp_path)}
+    assert "part by part: the q third right, the k third right, the v third negated" \
+        in rows["d_in_w"], rows["d_in_w"]
+    assert "write attention_steps.py" in rows["d_in_w"]
+    rows = {r.output: r.message for r in checks.check_exercise("layernorm", tmp_path)}
+    assert "no known mistake fits" in rows["dx"] and "its rows do not sum to 0" in rows["dx"]
+    assert "orthogonal to xhat" not in rows["dx"], rows["dx"]

@@ -226,6 +226,9 @@ PLANTED = [
     bug("adam", "not in place", "update each parameter array in place",
         ("p -= self.lr * m_hat / (np.sqrt(v_hat) + self.eps)",
          "self.params[k] = p - self.lr * m_hat / (np.sqrt(v_hat) + self.eps)")),
+    bug("adam", "learning rate kept aside", "opt.lr = ...) left unused",
+        ("self.lr = lr", "self.lr = self.rate = lr"),
+        ("p -= self.lr * m_hat", "p -= self.rate * m_hat")),
     # ---------------------------------------------------------------- encoder
     bug("encoder", "attention residual forgotten", "without the attention block's residual",
         ("return dx + dsum1, g", "return dx, g")),

@@ -78,43 +78,46 @@ def _describe_factor(c, factors):
     return ""
 
 
-def _pattern(got, true, scale, rtol, factors):
+def _pattern(got, true, scale, rtol, factors, noun):
     """The whole-array pattern ``got`` shows against ``true``, or None."""
     if got.ndim >= 2 and got.shape[-1] == got.shape[-2] and \
             _fits(np.swapaxes(got, -1, -2), true, scale, rtol):
         return "is transposed (its last two axes swapped)"
     if _fits(got, -true, scale, rtol):
-        return "has the sign flipped: it is minus the true gradient"
+        return f"has the sign flipped: it is minus the true {noun}"
     if _fits(got, 0.0, scale, rtol):
         return "is zero everywhere; the true one is not"
     norm = float(np.sum(true * true))
     if norm > 0:
         c = float(np.sum(got * true)) / norm
         if abs(c - 1.0) > 1e-3 and _fits(got, c * true, scale, rtol):
-            return f"is {c:.2f}x the true gradient{_describe_factor(c, factors)}"
+            return f"is {c:.2f}x the true {noun}{_describe_factor(c, factors)}"
     return None
 
 
-def _part_pattern(got, true, rtol):
-    """One word for how a part of ``got`` compares with the same part of ``true``."""
-    scale = max(float(np.max(np.abs(true))) if true.size else 0.0, 1e-300)
+def _part_pattern(got, true, scale, rtol):
+    """One word for how a part of ``got`` compares with the same part of ``true``;
+    ``scale``: the whole output's largest true entry (a part that is truly zero, as the key
+    bias's third, is "right" when it is zero)."""
     if _fits(got, true, scale, rtol):
         return "right"
     if _fits(got, 0.0, scale, rtol):
         return "zero"
-    if _fits(got, -true, scale, rtol):
+    part = max(float(np.max(np.abs(true))) if true.size else 0.0, 1e-300)
+    if _fits(got, -true, part, rtol):
         return "negated"
     norm = float(np.sum(true * true))
     if norm > 0:
         c = float(np.sum(got * true)) / norm
-        if _fits(got, c * true, scale, rtol):
+        if _fits(got, c * true, part, rtol):
             return f"{c:.2f}x"
     return "wrong"
 
 
 def _parts(got, true, parts, rtol):
     """"the q third is right, the k third negated, ..." when that says more than "wrong"."""
-    words = [(label, _part_pattern(got[mask], true[mask], rtol)) for label, mask in parts]
+    scale = max(float(np.max(np.abs(true))) if true.size else 0.0, 1e-300)
+    words = [(label, _part_pattern(got[mask], true[mask], scale, rtol)) for label, mask in parts]
     if all(w == "wrong" for _, w in words) or all(w == "right" for _, w in words):
         return ""
     return "; part by part: " + ", ".join(f"{label} {w}" for label, w in words)
@@ -124,13 +127,15 @@ def _invariants(got, invariants):
     return "".join(f"; {inv.says}" for inv in invariants if not inv.holds(got))
 
 
-def diagnose(name, got, true, hints=Hints(), dtype=None, rtol=RTOL, exact=None) -> str:
+def diagnose(name, got, true, hints=Hints(), dtype=None, rtol=RTOL, exact=None,
+             noun="gradient") -> str:
     """One sentence on how ``got`` differs from ``true`` (assumed to differ).
 
     ``dtype``: the dtype ``got`` must have (None: ``true``'s); ``rtol``: how close "fits"
     ``true`` is, relative to its largest entry (a finite-difference gradient is only good
     to about 1e-8 of it, a float32 result less); ``exact``: how close "fits" a known
-    mistake is, computed exactly as the learner's own result (default ``rtol``).
+    mistake is, computed exactly as the learner's own result (default ``rtol``); ``noun``:
+    what ``true`` is ("gradient", or "value" for a forward output).
     """
     exact = rtol if exact is None else exact
     true = np.asarray(true)
@@ -170,7 +175,7 @@ def diagnose(name, got, true, hints=Hints(), dtype=None, rtol=RTOL, exact=None) 
         if wrong.shape == got.shape and _fits(got, wrong, scale, exact) \
                 and not _fits(wrong, true, scale, rtol):
             return f"{name} is {says}"
-    pattern = _pattern(got, true, scale, rtol, hints.factors)
+    pattern = _pattern(got, true, scale, rtol, hints.factors, noun)
     if pattern:
         return f"{name} {pattern}"
     wrong = np.abs(got - true) > rtol * scale

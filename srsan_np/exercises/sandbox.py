@@ -2,7 +2,8 @@
 
 :func:`run_checks` starts ``python -m srsan_np.exercises.sandbox``, which checks the
 exercises one after another (:func:`srsan_np.exercises.checks.check_exercise`) and sends
-each one's rows back over a pipe, one JSON line per message. So:
+each one's rows back on its standard output, one JSON line per message (what the
+learner's code prints goes to standard error). So:
 
 - an endless loop is stopped: each exercise has ``time_limit`` seconds, after which the
   child is killed, the exercise gets an error row saying so, and a new child checks the
@@ -11,6 +12,7 @@ each one's rows back over a pipe, one JSON line per message. So:
   line); ``os._exit``, which would end a process without one, raises too in the child
   (the child is ours: nothing of the caller's changes), and a child that still dies (a
   crash, a signal) gives its exercise an error row with the exit status;
+- Ctrl-C reaches the caller, which stops the child (the child ignores it);
 - the child runs Numba on one thread (the arrays are tiny, and each of the many
   finite-difference calls would pay for waking others), set in the child's environment
   only.
@@ -20,10 +22,11 @@ from __future__ import annotations
 
 import json
 import os
-import selectors
+import queue
+import signal
 import subprocess
 import sys
-import time
+import threading
 from dataclasses import asdict
 from pathlib import Path
 
@@ -39,69 +42,53 @@ def _child_env():
     return env
 
 
-def _messages(fd, proc, time_limit):
-    """Yield each JSON message from ``fd``; ``None`` once if ``time_limit`` seconds pass
-    without one (the child is then killed), and stop at the end of the stream."""
-    selector = selectors.DefaultSelector()
-    selector.register(fd, selectors.EVENT_READ)
-    buffer = b""
-    deadline = time.monotonic() + time_limit
-    try:
-        while True:
-            while b"\n" in buffer:
-                line, buffer = buffer.split(b"\n", 1)
-                deadline = time.monotonic() + time_limit
-                yield json.loads(line)
-            left = deadline - time.monotonic()
-            if left <= 0 or not selector.select(left):
-                proc.kill()
-                yield None
-                return
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                return
-            buffer += chunk
-    finally:
-        selector.close()
+def _lines(stream, into):
+    """Put each line of ``stream`` into the queue ``into``, then None at its end."""
+    for line in stream:
+        into.put(line)
+    into.put(None)
 
 
 def _one_child(directory, names, run, time_limit):
     """Rows of the exercises ``names`` checked by one child, and the names it left."""
     from .checks import Row
 
-    read, write = os.pipe()
     request = {"directory": str(directory), "names": names,
                "run": None if run is None else asdict(run)}
-    proc = subprocess.Popen([sys.executable, "-m", "srsan_np.exercises.sandbox", str(write),
-                             json.dumps(request)], pass_fds=(write,), env=_child_env(),
-                            stdin=subprocess.DEVNULL)
-    os.close(write)
+    proc = subprocess.Popen([sys.executable, "-m", "srsan_np.exercises.sandbox",
+                             json.dumps(request)], stdout=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, env=_child_env(), text=True)
+    messages = queue.Queue()
+    threading.Thread(target=_lines, args=(proc.stdout, messages), daemon=True).start()
     rows, current = [], None
     try:
-        for message in _messages(read, proc, time_limit):
-            if message is None:
+        while True:
+            try:
+                line = messages.get(timeout=time_limit)
+            except queue.Empty:
+                proc.kill()
                 rows.append(Row(current or names[0], "-", "error", message=(
                     f"did not finish within {time_limit:g} s, and was stopped: an endless "
                     f"loop in your code? (a check takes a few seconds)")))
                 break
+            if line is None:  # the child's output ended
+                status = proc.wait()
+                if current is not None or (status != 0 and not rows):
+                    rows.append(Row(current or names[0], "-", "error", message=(
+                        f"the checker's process ended (exit status {status}) while running "
+                        f"your {current or names[0]}: your code ended it (os._exit, a signal) "
+                        f"or crashed it; an op must return its result")))
+                break
+            message = json.loads(line)
             if "start" in message:
                 current = message["start"]
-            elif "rows" in message:
+            else:
                 rows += [Row(**row) for row in message["rows"]]
                 current = None
-        else:  # the stream ended
-            status = proc.wait()
-            if current is not None or (status != 0 and not rows):
-                rows.append(Row(current or names[0], "-", "error", message=(
-                    f"the checker's process ended (exit status {status}) while running your "
-                    f"{current or names[0]}: your code ended it (os._exit, a signal) or "
-                    f"crashed it; an op must return its result")))
-    except BaseException:
-        proc.kill()
-        raise
     finally:
-        os.close(read)
+        proc.kill()  # done, stopped, or interrupted: never left running
         proc.wait()
+        proc.stdout.close()
     done = {row.exercise for row in rows}
     return rows, [n for n in names if n not in done]
 
@@ -120,18 +107,24 @@ def _refuse_exit(status=0):
     raise SystemExit(f"os._exit({status})")
 
 
-def _main(fd, request):
+def _main(request):
     from .checks import Setting, check_exercise
 
-    os._exit = _refuse_exit  # this process is the checker's own: an os._exit raises here
+    # this process is the checker's own: Ctrl-C is the caller's to handle, an os._exit
+    # raises, and what the learner's code prints goes to stderr, the results to stdout
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os._exit = _refuse_exit
+    results = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
+    sys.stdout.flush()
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     run = request["run"]
     run = None if run is None else Setting(**{**run, "batch": tuple(run["batch"])})
-    with os.fdopen(fd, "w", buffering=1) as out:
-        for name in request["names"]:
-            out.write(json.dumps({"start": name}) + "\n")
-            rows = check_exercise(name, Path(request["directory"]), run)
-            out.write(json.dumps({"rows": [asdict(row) for row in rows]}) + "\n")
+    for name in request["names"]:
+        results.write(json.dumps({"start": name}) + "\n")
+        rows = check_exercise(name, Path(request["directory"]), run)
+        results.write(json.dumps({"rows": [asdict(row) for row in rows]}) + "\n")
+    results.close()
 
 
 if __name__ == "__main__":
-    _main(int(sys.argv[1]), json.loads(sys.argv[2]))
+    _main(json.loads(sys.argv[1]))

@@ -130,7 +130,8 @@ def read_json(path, hint=None):
 
 
 def _make_temp_dir(directory: Path, suffix: str) -> Path:
-    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=_temp_prefix(directory), suffix=suffix))
+    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=_temp_prefix(directory),
+                                suffix=suffix))
     tmp.chmod(0o777 & ~_umask())
     return tmp
 

@@ -25,7 +25,8 @@ SECTIONS = ("model", "train")
 
 
 def preset_path(name):
-    """The file of the named configuration in ``srsan_np/configs``; ValueError naming the known ones."""
+    """The file of the named configuration in ``srsan_np/configs``; ValueError naming the
+    known ones."""
     path = PRESETS_DIR / f"{name}.json"
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in PRESETS_DIR.glob("*.json")))
@@ -70,7 +71,8 @@ def read_config(path):
     checked (an unknown key gets a "did you mean"); :class:`DataError` naming the file."""
     config = read_json(path, "no such config file")
     if not isinstance(config, dict):
-        raise DataError(f"{path}: expected a JSON object {{\"model\": {{...}}, \"train\": {{...}}}}")
+        raise DataError(f"{path}: expected a JSON object "
+                        f"{{\"model\": {{...}}, \"train\": {{...}}}}")
     unknown = sorted(set(config) - set(SECTIONS))
     if unknown:
         raise DataError(f"{path}: unknown sections {unknown} (expected 'model', 'train')")

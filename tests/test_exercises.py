@@ -105,6 +105,15 @@ def test_the_reference_as_a_workspace_passes_every_exercise(tmp_path):
     assert "<table>" in result._repr_html_() and "all pass" in repr(result)
 
 
+def test_the_plain_numpy_solutions_pass_every_exercise(tmp_path):
+    """The learner's solutions the planted-bug suite starts from are right, in every setting."""
+    ws = shutil.copytree(SOLUTIONS, tmp_path / "ws")
+    for name in workspace.EXERCISES:
+        rows = checks.check_exercise(name, ws)
+        assert rows and all(r.passed for r in rows), [r for r in rows if not r.passed]
+        assert any("float32" in r.output for r in rows) or name.endswith("_steps")
+
+
 def test_the_reference_passes_its_own_checker():
     assert exercises.check().passed
 

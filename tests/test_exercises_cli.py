@@ -181,10 +181,12 @@ def test_init_interrupted_or_killed_leaves_no_temporary_file(cli, tmp_path):
 
 
 def test_init_writes_files_with_the_umask_s_permissions(cli, tmp_path):
-    ws = tmp_path / "ws"
-    proc = cli("exercises", "init", ws, preexec_fn=lambda: os.umask(0o027))
+    """Without DIR, init writes ./srsan-exercises, where the checker finds it."""
+    proc = cli("exercises", "init", cwd=tmp_path, env={"SRSAN_EXERCISES": None},
+               preexec_fn=lambda: os.umask(0o027))
     assert proc.returncode == 0, proc.stderr
-    modes = {oct(p.stat().st_mode & 0o777) for p in ws.iterdir()}
+    assert "next: srsan-np exercises check srsan-exercises linear" in proc.stdout
+    modes = {oct(p.stat().st_mode & 0o777) for p in (tmp_path / "srsan-exercises").iterdir()}
     assert modes == {oct(0o640)}, modes
 
 

@@ -86,9 +86,9 @@ def test_an_error_in_your_code_while_training_is_yours(cli, tiny_data, tmp_path)
     at the learner's file and line, exit 2, never as a bug in srsan-np."""
     raising = "    if x.size > 1000:\n        raise RuntimeError('my bug')\n    mu = x.mean"
     ws = workspace(tmp_path, layernorm=[("    mu = x.mean", raising)])
+    where = line_of(ws / "layernorm.py", "        raise RuntimeError('my bug')")
     line = cli.error(cli("train", "--data", tiny_data, "--out", tmp_path / "run", "--ops", ws,
-                         *TRAIN), "your code raised while training",
-                     f"layernorm.py:{line_of(ws / 'layernorm.py', '        raise RuntimeError(' + repr('my bug') + ')')}",
+                         *TRAIN), "your code raised while training", f"layernorm.py:{where}",
                      "in layernorm_forward: RuntimeError: my bug")
     assert "internal error" not in line
 

@@ -22,15 +22,15 @@ def _run(args) -> int:
 
 def add(sub) -> None:
     from srsan_np.exercises.workspace import EXERCISES, TIME_LIMIT
-    p = sub.add_parser("exercises", help="write the ops yourself: a workspace of stubs, and their checker",
-                       description="init [DIR] writes one stub per textbook op into DIR (never over "
-                                   "your work); check [DIR] [NAME ...] checks them in every "
-                                   "configuration training runs them in (finite differences and "
-                                   "the reference op) and says how a wrong output is wrong. DIR "
-                                   "left out: $SRSAN_EXERCISES, else the nearest srsan-exercises/ "
-                                   "here or above. Exit status of check: 0 if every named "
-                                   "exercise passes, else 1. "
-                                   f"Exercises, in the notebooks' order: {', '.join(EXERCISES)}.")
+    description = ("init [DIR] writes one stub per textbook op into DIR (never over your "
+                   "work); check [DIR] [NAME ...] checks them in every configuration training "
+                   "runs them in (finite differences and the reference op) and says how a "
+                   "wrong output is wrong. DIR left out: $SRSAN_EXERCISES, else the nearest "
+                   "srsan-exercises/ here or above. Exit status of check: 0 if every named "
+                   "exercise passes, else 1. Exercises, in the notebooks' order: "
+                   f"{', '.join(EXERCISES)}.")
+    p = sub.add_parser("exercises", description=description,
+                       help="write the ops yourself: a workspace of stubs, and their checker")
     p.add_argument("action", choices=["init", "check"], help="write the stubs, or check them")
     p.add_argument("directory", type=Path, metavar="DIR", nargs="?",
                    help="the workspace (default: $SRSAN_EXERCISES, else the nearest "

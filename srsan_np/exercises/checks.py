@@ -254,7 +254,8 @@ class _Exercise:
     def _named(self, output):
         """``(says, array)`` of each known mistake that changes ``output``."""
         found = []
-        section = ", ".join(f"§{n}" for n in re.findall(r"(\d+)\. ", workspace.SECTIONS[self.name]))
+        numbers = re.findall(r"(\d+)\. ", workspace.SECTIONS[self.name])
+        section = ", ".join(f"§{n}" for n in numbers)
         for m in self.mistakes():
             if output in m.grads:
                 where = (f"; the step: {self.steps_exercise}.{m.step}" if m.step and
@@ -703,7 +704,8 @@ def _layernorm_steps(ex):
         _steps(ex, ln_steps, [
             ("mean", ("x",), (0,)), ("centred", ("x", "mean"), (0, 1)),
             ("variance", ("centred",), (0,)), ("rstd", ("var",), (0,)),
-            ("xhat", ("centred", "rstd"), (0, 1)), ("affine", ("xhat", "gamma", "beta"), (0, 1, 2))],
+            ("xhat", ("centred", "rstd"), (0, 1)),
+            ("affine", ("xhat", "gamma", "beta"), (0, 1, 2))],
             s, {"mean": {D: f"missing the 1/D of the mean over D = {D} features"},
                 "variance": {D: f"missing the 1/D of the mean over D = {D} features",
                              0.5: "missing the 2 of d(c^2) = 2c dc"}})

@@ -96,11 +96,11 @@ def learner_kernels(directory, heads=2, dropout=0.1, masked=True, time_limit=TIM
     if refused:
         row = refused[0]
         also = f" (and {', '.join(r.exercise for r in refused[1:])})" if refused[1:] else ""
+        verdict = "fails its check" if row.status == "fail" else "raises"
         raise LearnerError(
-            f"--ops {directory}: your {row.exercise} {'fails its check' if row.status == 'fail' else 'raises'} "
-            f"in this run's configuration{also}: {row.output}: {row.message} (srsan-np "
-            f"exercises check {directory} {row.exercise}); finish it, or move it away to "
-            f"train with the reference's")
+            f"--ops {directory}: your {row.exercise} {verdict} in this run's configuration"
+            f"{also}: {row.output}: {row.message} (srsan-np exercises check {directory} "
+            f"{row.exercise}); finish it, or move it away to train with the reference's")
     origin = {name: "yours" if result.status(name) == "pass" else "reference (not done)"
               for name in MODEL_OPS}
     mine = [name for name in MODEL_OPS if origin[name] == "yours"]

@@ -155,13 +155,12 @@ def stub_source(name: str) -> str:
             if function is not None and function not in yours:
                 yours.append(function)
     out, i = [], 0
+    note = (f"You write: {', '.join(yours)}; the rest is given (keep it, or write your own). "
+            f"Read docs/derivations.md, \"{SECTIONS[name]}\". Your forward may return any "
+            f"cache you like: the checker hands it back to your backward.")
     header = (f"# Exercise {name!r}: fill in every YOUR CODE block, then run\n"
               f"#     srsan-np exercises check <this directory> {name}\n"
-              + textwrap.fill(f"You write: {', '.join(yours)}; the rest is given (keep it, "
-                              f"or write your own).", 88, initial_indent="# ",
-                              subsequent_indent="#   ") + "\n"
-              f"# Read docs/derivations.md, section {SECTIONS[name]}. Your forward may return\n"
-              f"# any cache you like: the checker hands it back to your backward.")
+              + textwrap.fill(note, 88, initial_indent="# ", subsequent_indent="# "))
     out.append(header)
     while i < len(lines):
         line = lines[i]

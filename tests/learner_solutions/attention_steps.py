@@ -1,10 +1,11 @@
-# Solved by a learner, in plain NumPy. Exercise 'attention_steps': fill in every YOUR CODE block, then run
+# Solved by a learner, in plain NumPy.
+# Exercise 'attention_steps': fill in every YOUR CODE block, then run
 #     srsan-np exercises check <this directory> attention_steps
 # You write: projection_backward, split_heads_backward, scores_backward, scale_backward,
-#   softmax_backward, dropout_backward, weighted_sum_backward, merge_heads_backward; the
-#   rest is given (keep it, or write your own).
-# Read docs/derivations.md, section 6. Multi-head self-attention. Your forward may return
-# any cache you like: the checker hands it back to your backward.
+# softmax_backward, dropout_backward, weighted_sum_backward, merge_heads_backward; the
+# rest is given (keep it, or write your own). Read docs/derivations.md, "6. Multi-head
+# self-attention". Your forward may return any cache you like: the checker hands it back
+# to your backward.
 """Multi-head self-attention, one step at a time: each step of the forward and its local gradient.
 
 The fused backward of :mod:`srsan_np.ops.attention` is seven small backward passes in a

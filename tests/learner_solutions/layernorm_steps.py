@@ -1,9 +1,10 @@
-# Solved by a learner, in plain NumPy. Exercise 'layernorm_steps': fill in every YOUR CODE block, then run
+# Solved by a learner, in plain NumPy.
+# Exercise 'layernorm_steps': fill in every YOUR CODE block, then run
 #     srsan-np exercises check <this directory> layernorm_steps
 # You write: mean_backward, centred_backward, variance_backward, rstd_backward,
-#   xhat_backward, affine_backward; the rest is given (keep it, or write your own).
-# Read docs/derivations.md, section 3. Layer norm. Your forward may return
-# any cache you like: the checker hands it back to your backward.
+# xhat_backward, affine_backward; the rest is given (keep it, or write your own). Read
+# docs/derivations.md, "3. Layer norm". Your forward may return any cache you like: the
+# checker hands it back to your backward.
 """Layer norm, one step at a time: each intermediate of the forward and its local gradient.
 
 The fused backward of :mod:`srsan_np.ops.layernorm` is easiest to derive from these

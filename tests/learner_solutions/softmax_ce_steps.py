@@ -1,9 +1,10 @@
-# Solved by a learner, in plain NumPy. Exercise 'softmax_ce_steps': fill in every YOUR CODE block, then run
+# Solved by a learner, in plain NumPy.
+# Exercise 'softmax_ce_steps': fill in every YOUR CODE block, then run
 #     srsan-np exercises check <this directory> softmax_ce_steps
 # You write: scores_backward, shifted_backward, exp_backward, sum_backward,
-#   log_probs_backward, loss_backward; the rest is given (keep it, or write your own).
-# Read docs/derivations.md, section 9. Tied scores and softmax cross-entropy. Your forward may return
-# any cache you like: the checker hands it back to your backward.
+# log_probs_backward, loss_backward; the rest is given (keep it, or write your own).
+# Read docs/derivations.md, "9. Tied scores and softmax cross-entropy". Your forward may
+# return any cache you like: the checker hands it back to your backward.
 """Tied scores, softmax and cross-entropy, one step at a time.
 
 :func:`srsan_np.ops.scoring.softmax_cross_entropy` fuses these steps, because together

@@ -18,3 +18,8 @@ class ConfigError(ValueError):
 class TrainingDiverged(RuntimeError):
     """The loss became NaN, infinite or orders of magnitude worse than a uniform guess, or
     the weights or Adam's moments stopped being finite; the last good checkpoint is kept."""
+
+
+class LearnerError(DataError):
+    """A learner's op (``srsan-np train --ops DIR``) fails its check, or raised while
+    training; the message names their file and line, or the op and the check's verdict."""

@@ -223,7 +223,7 @@ def fit(dataset, model_config, train_config, run=None, *, resume=False, overwrit
     if model_config.n_items < dataset.n_items:
         raise ValueError(f"model n_items={model_config.n_items} but the data has "
                          f"{dataset.n_items} items")
-    K = _kernel_set(train_config, run, log)
+    K = _kernel_set(train_config, model_config, run, log)
     if len(train_config.lrs) > 1:
         return _fit_each_lr(dataset, model_config, train_config, run, K, log, progress)
     return _fit_one(dataset, model_config, train_config, run, K, log, progress)
@@ -257,16 +257,19 @@ def _fit_one(dataset, model_config, tc, run, K, log, progress):
     return {**summary, "params": state.best_params, "kernels": K}
 
 
-def _kernel_set(tc, run, log):
-    """The kernels ``tc.kernels`` names; a learner's workspace says which op is whose."""
+def _kernel_set(tc, model_config, run, log):
+    """The kernels ``tc.kernels`` names; a learner's workspace, each op checked in this
+    run's configuration first, says which op is whose."""
     if not tc.kernels.startswith(kernel_sets.WORKSPACE):
         return kernel_sets.get(tc.kernels)
     from srsan_np.exercises import learner_kernels
 
     directory = tc.kernels[len(kernel_sets.WORKSPACE):]
-    K, origin = learner_kernels(directory)
-    log(f"ops: the exercises that pass their check in {directory} are yours, the reference "
-        f"serves the rest")
+    K, origin = learner_kernels(directory, model_config.heads, model_config.dropout,
+                                model_config.mode == "sequence")
+    log(f"ops: the exercises that pass their check in {directory} (float32, dropout "
+        f"{model_config.dropout:g}, {model_config.heads} heads) are yours, the reference "
+        f"serves those not done")
     for name, where in origin.items():
         log(f"  {name:<10} {where}")
     if run is not None:

@@ -2,16 +2,20 @@
 
 - :mod:`~srsan_np.exercises.workspace`: ``init`` writes one stub per textbook op (the
   reference less its solution regions), ``load`` makes a package of the learner's modules
-  and the reference's.
-- :mod:`~srsan_np.exercises.checks`: :func:`check` runs finite differences and the
-  comparison with the reference op on every exercise; the result prints as a table.
-- :mod:`~srsan_np.exercises.diagnosis`: how a wrong output is wrong.
-- :func:`learner_kernels`: the kernel set that trains the model with every exercise that
-  passes (``srsan-np train --ops DIR``).
+  and the reference's, :func:`find_workspace` finds the learner's workspace.
+- :mod:`~srsan_np.exercises.checks`: :func:`check` runs every exercise in every
+  configuration training runs it in (dropout, float32, masks, heads), against finite
+  differences and the reference op; the result prints as a table.
+- :mod:`~srsan_np.exercises.diagnosis` and :mod:`~srsan_np.exercises.mistakes`: how a
+  wrong output is wrong, and which known mistake it is.
+- :mod:`~srsan_np.exercises.sandbox`: the learner's code runs in a child process, with a
+  time limit.
+- :func:`learner_kernels` (:mod:`~srsan_np.exercises.learner`): the kernel set that trains
+  the model with the learner's ops (``srsan-np train --ops DIR``).
 - :func:`your_turn`: the one call of a notebook's "your turn" cell.
 
-From the command line: ``srsan-np exercises init DIR``, ``srsan-np exercises check DIR
-[NAME ...]``, ``pytest DIR`` (or ``pytest --workspace DIR``).
+From the command line: ``srsan-np exercises init [DIR]``, ``srsan-np exercises check [DIR]
+[NAME ...]``, ``pytest DIR`` (or ``pytest --workspace [DIR]``).
 """
 
 from __future__ import annotations
@@ -19,61 +23,35 @@ from __future__ import annotations
 from pathlib import Path
 
 from .checks import CheckResult, check
-from .workspace import EXERCISES, default_workspace, init
+from .learner import MODEL_OPS, learner_kernels
+from .workspace import ENV_VAR, EXERCISES, find_workspace, init
 
 __all__ = ["EXERCISES", "init", "check", "CheckResult", "learner_kernels", "your_turn",
-           "MODEL_OPS"]
-
-# The exercises the model is built from; the step-by-step ones only teach.
-MODEL_OPS = ("embedding", "linear", "layernorm", "relu", "dropout", "attention", "encoder",
-             "scoring", "adam")
-
-
-def learner_kernels(directory):
-    """The kernel set of a workspace: each op of :data:`MODEL_OPS` that passes its check is
-    the learner's, the reference serves the rest.
-
-    Returns
-    -------
-    kernels : srsan_np.kernels.Kernels
-    origin : dict[str, str]
-        For every op, where it comes from: ``"yours"``, or why the reference serves it
-        (``"reference (not done)"``, ``"reference (fails its check: ...)"``).
-    """
-    from .. import kernels
-    from . import workspace
-
-    result = check(directory, MODEL_OPS)
-    origin, mine = {}, []
-    for name in MODEL_OPS:
-        status = result.status(name)
-        if status == "pass":
-            origin[name], mine = "yours", mine + [name]
-        else:
-            first = next(r for r in result.rows if r.exercise == name and not r.passed)
-            why = "not done" if status == "not done" else \
-                f"{'fails its check' if status == 'fail' else 'raises'}: {first.output} -- {first.message}"
-            origin[name] = f"reference ({why})"
-    package = workspace.load(directory, mine)
-    return kernels.from_modules(f"workspace {directory}", package.embedding, package.encoder,
-                                package.scoring, package.adam), origin
+           "find_workspace", "MODEL_OPS"]
 
 
 def your_turn(name, directory=None) -> CheckResult:
-    """Check exercise ``name`` in the learner's workspace, or say how to start one.
+    """Check exercise ``name`` in the learner's workspace, or say plainly that it checks the
+    reference.
 
-    ``directory`` defaults to ``$SRSAN_EXERCISES``, else ``./srsan-exercises``. With no
-    workspace there, prints how to start one and checks the reference ops instead (so the
-    cell runs, and passes, anywhere). Returns the :class:`CheckResult`; a notebook shows it
-    as a table.
+    ``directory`` defaults to :func:`find_workspace` (``$SRSAN_EXERCISES``, else the
+    nearest ``srsan-exercises/`` in the working directory or above it). With no workspace,
+    or none with ``name``'s file, prints how to start one and checks the REFERENCE
+    implementation, captioned as such: never the learner's pass. Returns the
+    :class:`CheckResult`; a notebook shows it as a table.
     """
-    directory = Path(directory) if directory is not None else default_workspace()
     if name not in EXERCISES:
         raise KeyError(f"no exercise {name!r}; the exercises are {list(EXERCISES)}")
-    if (directory / f"{name}.py").is_file():
+    directory = Path(directory) if directory is not None else find_workspace()
+    if directory is not None and (directory / f"{name}.py").is_file():
         return check(directory, [name])
-    print(f"Your turn: write {name} yourself. Start a workspace with\n"
-          f"    srsan-np exercises init {directory}\n"
-          f"fill in {directory / (name + '.py')}, and run this cell again (or: srsan-np "
-          f"exercises check {directory} {name}). Until then, the reference ops:")
+    if directory is None:
+        why = (f"No workspace found (${ENV_VAR} is not set, and there is no srsan-exercises/ "
+               f"here or in a folder above). Start one with\n    srsan-np exercises init\n"
+               f"at the top of the repository")
+    else:
+        why = (f"{directory} has no {name}.py. Write its stub with\n    srsan-np exercises "
+               f"init {directory} {name}\n")
+    print(f"{why}, fill in {name}.py, and run this cell again. Until then this cell checks "
+          f"the REFERENCE implementation, not your code:")
     return check(None, [name])

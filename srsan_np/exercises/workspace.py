@@ -22,29 +22,35 @@ import hashlib
 import importlib.util
 import re
 import sys
+import textwrap
 import types
 from pathlib import Path
 
-from srsan_np.files import atomic_write_bytes
+from ..errors import DataError
+from ..files import atomic_write_bytes, remove_leftovers
 
-__all__ = ["EXERCISES", "SECTIONS", "init", "stub_source", "is_untouched", "load",
-           "WorkspaceExists", "DEFAULT_DIR", "ENV_VAR", "default_workspace"]
+__all__ = ["EXERCISES", "SECTIONS", "init", "stub_source", "load",
+           "WorkspaceExists", "DEFAULT_DIR", "ENV_VAR", "find_workspace", "resolve",
+           "is_not_done"]
 
 _PACKAGE = Path(__file__).resolve().parents[1]  # srsan_np/
 
-# Exercise name -> its reference file, in an order where a module's imports come first.
+# Exercise name -> its reference file, in the order the notebooks teach them (02: linear,
+# relu; 03: embedding, the softmax cross-entropy; 04: layer norm; 05: dropout, attention;
+# 06: the encoder, Adam), which is also an order where a module's imports come first.
 EXERCISES = {
-    "embedding": _PACKAGE / "ops" / "embedding.py",
     "linear": _PACKAGE / "ops" / "linear.py",
-    "layernorm": _PACKAGE / "ops" / "layernorm.py",
     "relu": _PACKAGE / "ops" / "relu.py",
-    "dropout": _PACKAGE / "ops" / "dropout.py",
+    "embedding": _PACKAGE / "ops" / "embedding.py",
+    "softmax_ce_steps": _PACKAGE / "exercises" / "softmax_ce_steps.py",
     "scoring": _PACKAGE / "ops" / "scoring.py",
-    "adam": _PACKAGE / "optim.py",
+    "layernorm_steps": _PACKAGE / "exercises" / "layernorm_steps.py",
+    "layernorm": _PACKAGE / "ops" / "layernorm.py",
+    "dropout": _PACKAGE / "ops" / "dropout.py",
+    "attention_steps": _PACKAGE / "exercises" / "attention_steps.py",
     "attention": _PACKAGE / "ops" / "attention.py",
     "encoder": _PACKAGE / "ops" / "encoder.py",
-    "layernorm_steps": _PACKAGE / "exercises" / "layernorm_steps.py",
-    "softmax_ce_steps": _PACKAGE / "exercises" / "softmax_ce_steps.py",
+    "adam": _PACKAGE / "optim.py",
 }
 
 # The section of docs/derivations.md that derives each exercise.
@@ -60,10 +66,12 @@ SECTIONS = {
     "adam": "12. Adam with coupled L2",
     "layernorm_steps": "3. Layer norm",
     "softmax_ce_steps": "9. Tied scores and softmax cross-entropy",
+    "attention_steps": "6. Multi-head self-attention",
 }
 
 ENV_VAR = "SRSAN_EXERCISES"
 DEFAULT_DIR = Path("srsan-exercises")
+TIME_LIMIT = 60.0  # seconds the check of one exercise may take (it takes a few)
 
 _BEGIN, _END = "# >>> solution", "# <<< solution"
 _NOT_DONE = "your turn"  # in every stub's NotImplementedError
@@ -73,12 +81,57 @@ class WorkspaceExists(FileExistsError):
     """``init`` would overwrite a file the learner may have written."""
 
 
-def default_workspace() -> Path:
-    """Where a notebook looks for the learner's workspace: ``$SRSAN_EXERCISES``, else
-    ``./srsan-exercises``."""
-    from srsan_np.runtime import exercises_directory
+def is_not_done(error) -> bool:
+    """True if ``error`` is the ``NotImplementedError`` of an untouched stub."""
+    return isinstance(error, NotImplementedError) and str(error).startswith(_NOT_DONE)
 
-    return exercises_directory() or DEFAULT_DIR
+
+def find_workspace(start=None) -> Path | None:
+    """The learner's workspace, by the one rule the CLI, pytest and the notebooks share.
+
+    ``$SRSAN_EXERCISES`` when it is set (whether or not it exists yet); else the nearest
+    ``srsan-exercises/`` directory in ``start`` (default: the working directory) or one of
+    its parents, so a workspace at the repository root is found from ``notebooks/``; else
+    None.
+    """
+    from ..runtime import exercises_directory
+
+    if exercises_directory() is not None:
+        return exercises_directory()
+    start = Path.cwd() if start is None else Path(start)
+    for folder in (start, *start.resolve().parents):
+        if (folder / DEFAULT_DIR).is_dir():
+            return folder / DEFAULT_DIR
+    return None
+
+
+def resolve(directory, names, create=False) -> tuple[Path, list[str]]:
+    """The workspace and exercises of ``srsan-np exercises init|check [DIR] [NAME ...]``.
+
+    ``DIR`` may be left out (the workspace is then :func:`find_workspace`'s, or with
+    ``create`` and none found, ``./srsan-exercises``), so a first argument that is an
+    exercise's name and not a directory is the first name. Raises
+    :class:`~srsan_np.errors.DataError` naming what is wrong.
+    """
+    names = list(names)
+    if directory is not None and not Path(directory).is_dir() and str(directory) in EXERCISES:
+        directory, names = None, [str(directory), *names]
+    unknown = [n for n in names if n not in EXERCISES]
+    if unknown:
+        raise DataError(f"no exercise {', '.join(unknown)}; the exercises are "
+                        f"{', '.join(EXERCISES)}")
+    if create:
+        return Path(directory or find_workspace() or DEFAULT_DIR), names
+    if directory is None:
+        directory = find_workspace()
+        if directory is None:
+            raise DataError(f"no workspace: set {ENV_VAR}, or start one with srsan-np exercises "
+                            f"init (it writes ./{DEFAULT_DIR}, found from here and every folder "
+                            f"below)")
+    if not Path(directory).is_dir():
+        raise DataError(f"{directory}: no such workspace (start one: srsan-np exercises init "
+                        f"{directory})")
+    return Path(directory), names
 
 
 def _enclosing_function(lines, i, indent):
@@ -95,11 +148,19 @@ def stub_source(name: str) -> str:
     """The stub of exercise ``name``: its reference file with every solution region blank."""
     reference = EXERCISES[name]
     lines = reference.read_text().split("\n")
+    yours = []  # the functions with a region to fill, in the file's order
+    for i, line in enumerate(lines):
+        if line.strip() == _BEGIN:
+            function = _enclosing_function(lines, i, line[: len(line) - len(line.lstrip())])
+            if function is not None and function not in yours:
+                yours.append(function)
     out, i = [], 0
+    note = (f"You write: {', '.join(yours)}; the rest is given (keep it, or write your own). "
+            f"Read docs/derivations.md, \"{SECTIONS[name]}\". Your forward may return any "
+            f"cache you like: the checker hands it back to your backward.")
     header = (f"# Exercise {name!r}: fill in every YOUR CODE block, then run\n"
               f"#     srsan-np exercises check <this directory> {name}\n"
-              f"# Read docs/derivations.md, section {SECTIONS[name]}. Your forward may return\n"
-              f"# any cache you like: the checker hands it back to your backward.")
+              + textwrap.fill(note, 88, initial_indent="# ", subsequent_indent="# "))
     out.append(header)
     while i < len(lines):
         line = lines[i]
@@ -120,36 +181,35 @@ def stub_source(name: str) -> str:
     return "\n".join(out)
 
 
-def is_untouched(path: Path, name: str) -> bool:
-    """True if ``path`` is exactly the stub of ``name`` (safe to overwrite)."""
-    return path.read_text() == stub_source(name)
-
-
 def init(directory, names=None) -> list[Path]:
     """Write the stubs of ``names`` (default: every exercise) into ``directory``.
 
     Refuses, writing nothing, if any of those files exists and differs from its stub
-    (:class:`WorkspaceExists` names them): a learner's work is never overwritten. Each file
-    is written to a temporary file, then renamed. Also writes ``test_exercises.py``, so that
-    ``pytest DIR`` runs the checks. Returns the paths written.
+    (:class:`WorkspaceExists` names them; files are compared as bytes, so one in any
+    encoding is refused, not misread): a learner's work is never overwritten. Each file is
+    written to a temporary file, then renamed (:func:`srsan_np.runs.atomic_write_bytes`:
+    the umask's permissions, no temporary file left by an error or an interrupt, and what
+    a killed ``init`` left is removed the next time). Also writes ``test_exercises.py``, so
+    that ``pytest DIR`` runs the checks. Returns the paths written.
     """
     directory = Path(directory)
     names = list(EXERCISES) if names is None else list(names)
     unknown = [n for n in names if n not in EXERCISES]
     if unknown:
         raise KeyError(f"no exercise {unknown}; the exercises are {list(EXERCISES)}")
-    files = {directory / f"{n}.py": stub_source(n) for n in names}
-    files[directory / "test_exercises.py"] = _TEST_FILE
+    files = {directory / f"{n}.py": stub_source(n).encode() for n in names}
+    files[directory / "test_exercises.py"] = _TEST_FILE.encode()
     if directory.exists() and not directory.is_dir():
         raise WorkspaceExists(f"{directory} exists and is not a directory")
-    kept = [p for p, text in files.items() if p.exists() and p.read_text() != text]
+    kept = [p for p, data in files.items() if p.exists() and p.read_bytes() != data]
     if kept:
         raise WorkspaceExists(
             f"{directory}: will not overwrite {', '.join(p.name for p in kept)} (your work?); "
             f"move them away or choose another directory")
     directory.mkdir(parents=True, exist_ok=True)
-    for path, text in files.items():
-        atomic_write_bytes(path, text.encode())
+    remove_leftovers(directory)
+    for path, data in files.items():
+        atomic_write_bytes(path, data)
     return list(files)
 
 

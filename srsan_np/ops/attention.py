@@ -19,10 +19,10 @@ The steps, forward (``h`` a head, ``t`` a query position, ``s`` a key position):
 
 The projections are the shared :mod:`srsan_np.ops.linear` op and the per-head products
 ``q k^T`` and ``A v`` are batched NumPy ``@`` over ``(B, H)``: matrix products, so BLAS.
-What is not a product, the softmax over the real keys and its backward, is a pair of Numba
-loops on one thread (a batch's ``B H T T`` weights are too few to repay waking others).
-Dropout sits where PyTorch puts it, on the attention weights after the softmax and before
-they multiply the values.
+What is not a product, the softmax over the real keys (:func:`masked_softmax`), is a Numba
+loop on one thread (a batch's ``B H T T`` weights are too few to repay waking others); its
+backward is :func:`masked_softmax_backward`. Dropout sits where PyTorch puts it, on the
+attention weights after the softmax and before they multiply the values.
 
 The backward (docs/derivations.md, section 6) runs the same lines in reverse; each product
 ``C = A B`` gives ``dA = dC B^T`` and ``dB = A^T dC``.
@@ -36,6 +36,9 @@ from typing import Any, NamedTuple
 import numpy as np
 from numba import njit
 
+# In a learner's workspace these two imports are the learner's own linear.py and
+# dropout.py; `srsan-np exercises check DIR attention` serves the textbook's instead, so
+# the attention can be checked before (or without) those.
 from .dropout import dropout_backward, dropout_forward
 from .linear import linear_backward, linear_forward
 
@@ -101,14 +104,29 @@ def masked_softmax(scores, key_mask):
     return att
 
 
-# >>> solution
-@njit(cache=True)
 def masked_softmax_backward(datt, att):
     """Gradient of a row softmax: ``dS[s] = A[s] (dA[s] - sum_r A[r] dA[r])``.
 
-    Masked keys have ``A = 0`` and so get ``dS = 0``; a fully masked row is all 0 and
-    passes nothing back. Returns ``dscores`` (B, H, Tq, T).
+    Parameters
+    ----------
+    datt : (B, H, Tq, T) the gradient of the weights ``att``
+    att : (B, H, Tq, T) the weights :func:`masked_softmax` returned
+
+    Returns
+    -------
+    dscores : (B, H, Tq, T)
+        Masked keys have ``A = 0`` and so get ``dS = 0``; a fully masked row is all 0 and
+        passes nothing back.
     """
+    # >>> solution
+    return _masked_softmax_backward_kernel(np.ascontiguousarray(datt), att)
+    # <<< solution
+
+
+# >>> solution
+@njit(cache=True)
+def _masked_softmax_backward_kernel(datt, att):
+    # a Numba loop on one thread, as masked_softmax
     B, H, Tq, T = att.shape
     dscores = np.empty_like(att)  # (B, H, Tq, T)
     for b in range(B):
@@ -256,7 +274,7 @@ def attention_backward(dout, cache):
     datt_drop = dy @ v.transpose(0, 1, 3, 2)  # (B, H, T, T)
     dv = att_drop.transpose(0, 1, 3, 2) @ dy  # (B, H, T, dh)
     # forward: att_drop = dropout(att)
-    datt = np.ascontiguousarray(dropout_backward(datt_drop, drop_cache))  # (B, H, T, T)
+    datt = dropout_backward(datt_drop, drop_cache)  # (B, H, T, T)
     # forward: att = softmax(scores) over the real keys
     dscores = masked_softmax_backward(datt, att)  # (B, H, T, T)
     # forward: scores = (q @ k^T) * scale

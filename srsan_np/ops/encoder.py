@@ -4,10 +4,10 @@ SR-SAN (Fang, arXiv 2102.01922, section 3.2) stacks ``L`` of these on the item e
 of a session. With PyTorch's defaults (``norm_first=False``, ReLU, LayerNorm eps 1e-5) and
 ``Dropout`` of probability ``p`` everywhere, one layer is::
 
-    a  = Attn(x)                        multi-head self-attention (dropout p on its weights)
-    h  = LN1(x + Dropout(a))            residual, then LayerNorm ("post-LN")
-    f  = W2 Dropout(ReLU(W1 h + b1)) + b2
-    out = LN2(h + Dropout(f))
+    a  = Dropout(Attn(x))               multi-head self-attention (dropout p on its weights)
+    h  = LN1(x + a)                     residual, then LayerNorm ("post-LN")
+    f  = Dropout(W2 Dropout(ReLU(W1 h + b1)) + b2)
+    out = LN2(h + f)
 
 Every step is one of the shared ops, so this file is only their composition and its
 reverse, in two sub-layers as the paper's figure draws them: the attention block (the
@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+# In a learner's workspace these imports are the learner's own files; `srsan-np exercises
+# check DIR encoder` serves the textbook's instead, so the encoder can be checked alone.
 from .attention import attention_backward, attention_forward
 from .dropout import dropout_backward, dropout_forward
 from .layernorm import layernorm_backward, layernorm_forward

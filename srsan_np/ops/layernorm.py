@@ -2,11 +2,8 @@
 
 SR-SAN's encoder is post-LN, as PyTorch's ``TransformerEncoderLayer`` default:
 ``x = LN1(x + Dropout(Attn(x)))``, ``x = LN2(x + Dropout(FFN(x)))``.
-The derivation of the backward follows llm.c's ``doc/layernorm/layernorm.md``.
-
-The kernels are plain loops over the rows, on one thread: a layer's rows are few enough
-(``B T`` of them) that waking other threads would cost more than it saves. The gain and
-bias gradients sum over rows, so they are a separate kernel with a fixed summation order.
+The derivation of the backward follows llm.c's ``doc/layernorm/layernorm.md``; the
+steps one at a time are :mod:`srsan_np.exercises.layernorm_steps`.
 """
 
 from __future__ import annotations
@@ -29,6 +26,9 @@ class LayerNormCache(NamedTuple):
 
 
 # >>> solution
+# The kernels are plain loops over the rows, on one thread: a layer's rows are few enough
+# (B T of them) that waking other threads would cost more than it saves. The gain and bias
+# gradients sum over rows, so they are a separate kernel with a fixed summation order.
 @njit(cache=True)
 def _layernorm_forward_kernel(x, gamma, beta, eps):
     N, D = x.shape

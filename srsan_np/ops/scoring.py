@@ -95,7 +95,7 @@ def readout_backward(dh: np.ndarray, cache: ReadoutCache):
     -----
     The forward line ``h[b] = x[b, last[b]]`` copies one position per row, so the gradient
     flows back to that position only. Each ``(b, last[b])`` pair is distinct (one per row),
-    so the fancy-index assignment below cannot drop repeated contributions.
+    so a fancy-index assignment ``dx[rows, last] = dh`` cannot drop repeated contributions.
     """
     # >>> solution
     last, shape = cache

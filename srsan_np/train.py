@@ -36,7 +36,7 @@ from srsan_np.evaluate import evaluate
 from srsan_np.optim import step_lr
 from srsan_np.run import Run
 
-__all__ = ["TrainConfig", "TrainingDiverged", "fit", "model_scorer"]
+__all__ = ["TrainConfig", "TrainingDiverged", "fit", "kernel_set", "model_scorer"]
 
 
 @dataclass(frozen=True)
@@ -257,23 +257,31 @@ def _fit_one(dataset, model_config, tc, run, K, log, progress):
     return {**summary, "params": state.best_params, "kernels": K}
 
 
-def _kernel_set(tc, model_config, run, log):
-    """The kernels ``tc.kernels`` names; a learner's workspace, each op checked in this
-    run's configuration first, says which op is whose."""
-    if not tc.kernels.startswith(kernel_sets.WORKSPACE):
-        return kernel_sets.get(tc.kernels)
+def kernel_set(train_config, model_config):
+    """The kernels ``train_config.kernels`` names, and, for a learner's workspace, which op
+    is whose (else None): each of its ops checked in this run's configuration first, a
+    failing one refused (:class:`~srsan_np.errors.LearnerError`)."""
+    spec = train_config.kernels
+    if not spec.startswith(kernel_sets.WORKSPACE):
+        return kernel_sets.get(spec), None
     from srsan_np.exercises import learner_kernels
 
-    directory = tc.kernels[len(kernel_sets.WORKSPACE):]
-    K, origin = learner_kernels(directory, model_config.heads, model_config.dropout,
-                                model_config.mode == "sequence")
-    log(f"ops: the exercises that pass their check in {directory} (float32, dropout "
-        f"{model_config.dropout:g}, {model_config.heads} heads) are yours, the reference "
-        f"serves those not done")
-    for name, where in origin.items():
-        log(f"  {name:<10} {where}")
-    if run is not None:
-        run.record_ops(directory, origin)
+    return learner_kernels(spec[len(kernel_sets.WORKSPACE):], model_config.heads,
+                           model_config.dropout, model_config.mode == "sequence")
+
+
+def _kernel_set(tc, model_config, run, log):
+    """:func:`kernel_set`, saying (and recording in the run) which op is whose."""
+    K, origin = kernel_set(tc, model_config)
+    if origin is not None:
+        directory = tc.kernels[len(kernel_sets.WORKSPACE):]
+        log(f"ops: the exercises that pass their check in {directory} (float32, dropout "
+            f"{model_config.dropout:g}, {model_config.heads} heads) are yours, the reference "
+            f"serves those not done")
+        for name, where in origin.items():
+            log(f"  {name:<10} {where}")
+        if run is not None:
+            run.record_ops(directory, origin)
     return K
 
 

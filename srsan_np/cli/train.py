@@ -53,7 +53,7 @@ def _run(args) -> int:
     from srsan_np.report import results_table
     from srsan_np.run import Run
     from srsan_np.settings import PRESETS_DIR, merge
-    from srsan_np.train import fit
+    from srsan_np.train import fit, kernel_set
 
     config_file = _config_file(args)
     layers = _layers(args, config_file)
@@ -67,6 +67,7 @@ def _run(args) -> int:
     dataset = source.load()
     lengths = [len(split) and int(split.lengths().max()) for split in (dataset.train, dataset.test)]
     model_config, train_config = merge(layers, dataset.n_items, max(lengths))
+    kernel_set(train_config, model_config)  # a learner's op that fails is refused here
     header = [f"data: {source.describe()}; {dataset.n_items} items, {len(dataset.train)} "
               f"training and {len(dataset.test)} test examples",
               f"config: {config_file or 'the original defaults'}, flags on top",

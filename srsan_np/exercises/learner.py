@@ -59,6 +59,14 @@ def _guarded_adam(cls, root):
     return type(cls.__name__, (cls,), methods)
 
 
+_last = {}  # the last result, by its arguments and the workspace's files as they were
+
+
+def _files(root):
+    """The workspace's Python files as they are now: what a check's result depends on."""
+    return tuple((p.name, p.read_bytes()) for p in sorted(root.glob("*.py")))
+
+
 def learner_kernels(directory, heads=2, dropout=0.1, masked=True, time_limit=TIME_LIMIT):
     """The kernel set of a workspace for a training run, every op checked in the run's
     configuration first.
@@ -85,10 +93,21 @@ def learner_kernels(directory, heads=2, dropout=0.1, masked=True, time_limit=TIM
     ------
     LearnerError
         An op fails its check or raises: one line naming it and what the check says.
+
+    A second call with the same arguments, the workspace's files unchanged, returns the
+    first call's result (the command line checks before it opens the run, training after).
     """
+    root = Path(directory).resolve()
+    key = (root, heads, dropout, masked, _files(root))
+    if key not in _last:  # the same files in the same configuration: checked once
+        _last.clear()
+        _last[key] = _learner_kernels(directory, root, heads, dropout, masked, time_limit)
+    return _last[key]
+
+
+def _learner_kernels(directory, root, heads, dropout, masked, time_limit):
     from .. import kernels
 
-    root = Path(directory).resolve()
     result = check(directory, MODEL_OPS, run=run_setting(heads, dropout, masked),
                    time_limit=time_limit)
     refused = [next(r for r in result.rows if r.exercise == name and not r.passed)

@@ -3,7 +3,8 @@
 ::
 
     RUN/                    srsan-np train --out RUN (or fit(..., run=RUN))
-      .srsan-np  .lock      the marker and the lock (srsan_np.files)
+      .srsan-np  .lock      the marker (the entries below that the run wrote) and the lock
+                            (srsan_np.files): --overwrite replaces those, and nothing else
       config.json           the model and training configurations: what a resume must match
       data.json             where the data came from, and its fingerprint
       raw_ids.npy           the raw log's id of every item, when the data has them
@@ -15,8 +16,8 @@
       train.log             what `srsan-np train` printed (every start of the run, in order)
       metrics.csv           one row per epoch and learning rate: the learning rate, the loss,
                             the validation and test metrics, the seconds
-      lr-<rate>/            several learning rates: one such run per rate (no marker, no lock,
-                            no train.log or metrics.csv: the top run keeps them for all rates)
+      lr-<rate>/            several learning rates: one such run per rate (its own marker, no
+                            lock, no train.log or metrics.csv: the top run keeps them for all)
 
 ``last.npz`` alone is the commit of an epoch: it carries the selected epoch's weights too, so
 the pair it and ``best.npz`` can never be out of step (a process killed between the two
@@ -44,7 +45,15 @@ __all__ = ["Run"]
 _CONFIG, _DATA, _RAW_IDS, _OPS = "config.json", "data.json", "raw_ids.npy", "ops.json"
 _LAST, _BEST, _DIAGNOSTICS, _SUMMARY = "last.npz", "best.npz", "diagnostics.json", "summary.json"
 _LOG, _METRICS = "train.log", "metrics.csv"
-_LAYOUT = (_CONFIG, _DATA, _LAST)  # a run from before markers: recognised by these files
+_FILES = (_CONFIG, _DATA, _RAW_IDS, _OPS, _LAST, _BEST, _DIAGNOSTICS, _SUMMARY, _LOG, _METRICS)
+# a run from before markers listed their entries: recognised by three files; what it wrote
+_LAYOUT = files.Layout((_CONFIG, _DATA, _LAST), (*_FILES, "lr-*/"))
+# a learning rate's run, inside a run that owns it
+_SUB_LAYOUT = files.Layout((), _FILES)
+
+
+def _sub_name(lr) -> str:
+    return f"lr-{lr:g}"
 
 
 def _configs_json(model_config, train_config):
@@ -117,17 +126,19 @@ class Run:
         """
         run = cls(directory)
         cls.check(directory, inputs, resume=True, overwrite=True)  # what is never replaced
-        run.directory.mkdir(parents=True, exist_ok=True)
+        files.start(run.directory, "run", _LAYOUT)  # marked first: the lock is the marker's
         with files.lock(run.directory):
             exists = cls.check(directory, inputs, resume, overwrite)
             files.remove_leftovers(run.directory)
             run.resumed = exists and resume
             if run.resumed:
                 run._check_resume(model_config, train_config, dataset)
-            elif exists:
-                files.clear_directory(run.directory)
-            if files.marker_kind(run.directory) != "run":  # new, cleared, or from before markers
-                files.write_marker(run.directory, "run")
+            names = [*_FILES, *(f"{_sub_name(lr)}/" for lr in train_config.lrs
+                                if len(train_config.lrs) > 1)]
+            files.claim(run.directory, "run", names, layout=_LAYOUT)  # a user's entry in the way
+            if exists and not run.resumed:
+                files.clear_directory(run.directory, _LAYOUT)  # what the run wrote, no more
+                files.claim(run.directory, "run", names)
             run._record(model_config, train_config, dataset, source)
             yield run
 
@@ -176,9 +187,9 @@ class Run:
     def sub_run(self, lr, model_config, train_config, resume):
         """The run of one learning rate ``lr`` of several, in ``lr-<rate>/``, its own
         configurations recorded (checked, to ``resume``)."""
-        sub = Run(self.directory / f"lr-{lr:g}")
+        sub = Run(self.directory / _sub_name(lr))
         sub._root = self._root
-        sub.directory.mkdir(exist_ok=True)
+        files.claim(sub.directory, "run", _FILES, layout=_SUB_LAYOUT)
         files.remove_leftovers(sub.directory)
         if resume and (sub.directory / _CONFIG).exists():
             sub._check_resume(model_config, train_config)

@@ -7,8 +7,9 @@ items[offsets[i]:offsets[i + 1]]``. Nothing is padded on disk; padding happens p
 (see ``batching.py``).
 
 A directory written by :func:`save_dataset` holds ``train.npz``, ``test.npz`` (arrays
-``items``, ``offsets``, ``targets``, ``n_items``), ``stats.json`` and the marker
-``.srsan-np`` that says srsan-np wrote it (see ``srsan_np/files.py``).
+``items``, ``offsets``, ``targets``, ``n_items``), ``stats.json``, ``raw_ids.npy`` when the
+log's ids are known, and the marker ``.srsan-np`` that lists what srsan-np wrote there
+(see ``srsan_np/files.py``): written again, it replaces those entries and keeps the rest.
 """
 
 from __future__ import annotations
@@ -23,10 +24,13 @@ import numpy as np
 from numba import njit
 
 from srsan_np.errors import DataError
-from srsan_np.files import atomic_directory, read_json, write_marker
+from srsan_np import files
 
 
-LAYOUT = ("train.npz", "test.npz", "stats.json")  # a dataset directory's files
+# a dataset directory from before markers listed their entries: recognised by its three
+# files; what it wrote
+LAYOUT = files.Layout(("train.npz", "test.npz", "stats.json"),
+                      ("train.npz", "test.npz", "stats.json", "raw_ids.npy", "pickles/"))
 
 
 @dataclass(frozen=True)
@@ -167,12 +171,13 @@ def write_dataset_files(dataset: Dataset, directory) -> None:
         np.save(directory / "raw_ids.npy", dataset.raw_ids)
     stats = dict(dataset.stats, n_items=int(dataset.n_items))
     (directory / "stats.json").write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n")
-    write_marker(directory, "dataset")
 
 
 def save_dataset(dataset: Dataset, directory) -> None:
-    """Write ``train.npz``, ``test.npz`` and ``stats.json`` into ``directory``, atomically."""
-    with atomic_directory(directory) as tmp:
+    """Write ``train.npz``, ``test.npz`` and ``stats.json`` into ``directory``, atomically:
+    a new or empty directory, or one srsan-np prepared, whose other entries are kept
+    (:func:`srsan_np.files.atomic_directory`)."""
+    with files.atomic_directory(directory, "dataset", LAYOUT, flag="directory") as tmp:
         write_dataset_files(dataset, tmp)
 
 
@@ -200,12 +205,15 @@ def load_dataset(directory) -> Dataset:
     directory = Path(directory)
     if not directory.is_dir():
         raise DataError(f"{directory}: no such dataset directory")
+    if files.incomplete(directory):
+        raise DataError(f"{directory}: its files were being replaced when srsan-np stopped; "
+                        f"prepare it again (srsan-np preprocess --overwrite)")
     train, n_items = _read_split(directory / "train.npz")
     test, n_items_test = _read_split(directory / "test.npz")
     if n_items != n_items_test:
         raise DataError(f"{directory}: train.npz says {n_items} items, test.npz {n_items_test}")
     stats_path = directory / "stats.json"
-    stats = read_json(stats_path) if stats_path.is_file() else {}
+    stats = files.read_json(stats_path) if stats_path.is_file() else {}
     if not isinstance(stats, dict):
         raise DataError(f"{stats_path}: expected a JSON object, found {type(stats).__name__}")
     return Dataset(train, test, n_items, stats, load_raw_ids(directory / "raw_ids.npy", n_items))

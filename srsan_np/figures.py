@@ -27,8 +27,10 @@ def run_figures(run):
     k = configs["train"]["select"].partition("@")[2] if configs else "20"
     figures = {}
     if history:
+        metrics = [m for m in (f"HR@{k}", f"MRR@{k}") if m in history[0]["test"]]
+        metrics = metrics or list(history[0]["test"])[:2]  # a select the metrics do not have
         figures["curves.png"] = lambda path: plots.training_curves(
-            history, (f"HR@{k}", f"MRR@{k}"), selected, path)
+            history, metrics, selected, path)
     if diagnostics is not None and diagnostics["steps"]["loss"]:
         figures["loss_per_step.png"] = lambda path: plots.step_loss(diagnostics, path)
         figures["gradients.png"] = lambda path: plots.gradient_diagnostics(diagnostics, path)

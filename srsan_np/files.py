@@ -52,6 +52,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
+from srsan_np import memory
 from srsan_np.errors import DataError
 
 __all__ = ["atomic_write_stream", "atomic_write_bytes", "write_json", "read_bytes",
@@ -244,6 +245,7 @@ def read_json(path, hint=None, limit=JSON_LIMIT):
         raise DataError(f"{path}: missing" + (f" ({hint})" if hint else "")) from None
     except IsADirectoryError:
         raise DataError(f"{path}: a directory, not a JSON file") from None
+    memory.check(4 * len(data), f"{path}: reading it needs")  # a float of a few bytes: a Python object
     return parse_json(data, path)
 
 

@@ -76,6 +76,43 @@ def _changes(started, wanted):
     return "; ".join(changed) or "config.json differs"
 
 
+def _number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _whole(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _metrics(m) -> bool:
+    return isinstance(m, dict) and all(isinstance(k, str) and _number(v) for k, v in m.items())
+
+
+def _check_history(history, where):
+    """``history`` if it is a run's epochs as :func:`srsan_np.train.fit` records them, each
+    with the same test metrics; :class:`DataError` naming ``where`` otherwise."""
+    if (not isinstance(history, list) or not history or not all(
+            isinstance(r, dict) and _whole(r.get("epoch")) and _number(r.get("train_loss"))
+            and _number(r.get("lr", 0)) and _metrics(r.get("test"))
+            and (r.get("valid") is None or _metrics(r["valid"])) for r in history)
+            or len({tuple(r["test"]) for r in history}) != 1):
+        raise DataError(f"{where}: not a run's history (a list of epochs, each with epoch, "
+                        f"lr, train_loss, valid and test metrics)")
+    return history
+
+
+def _check_meta(meta, where):
+    """A checkpoint's metadata, if it has what a run's has; :class:`DataError` otherwise."""
+    best, config = meta.get("best"), meta.get("config")
+    if (not _whole(meta.get("epoch")) or not isinstance(best, dict) or not _whole(best.get("epoch"))
+            or not isinstance(config, dict)
+            or not all(isinstance(config.get(s), dict) for s in ("model", "train"))):
+        raise DataError(f"{where}: not a checkpoint of a training run (its epoch, selected "
+                        f"epoch and configuration)")
+    _check_history(meta.get("history"), where)
+    return meta
+
+
 def _params(arrays, prefix):
     return {name[len(prefix):]: value for name, value in arrays.items() if name.startswith(prefix)}
 
@@ -210,7 +247,8 @@ class Run:
         root = self._root
         if root._log is None:
             path = root.directory / _LOG
-            root._log = path.read_text(errors="replace").splitlines() if path.is_file() else []
+            root._log = (files.read_bytes(path, files.JSON_LIMIT).decode(errors="replace")
+                         .splitlines() if path.is_file() else [])
         root._log.extend(lines)
         files.atomic_write_bytes(root.directory / _LOG, ("\n".join(root._log) + "\n").encode())
 
@@ -240,6 +278,7 @@ class Run:
         if not (self.directory / _LAST).exists():
             return None
         arrays, meta = load_checkpoint(self.directory / _LAST)
+        _check_meta(meta, self.directory / _LAST)
         try:
             exported = load_checkpoint(self.directory / _BEST)[1].get("epoch") == meta["best"]["epoch"]
         except (OSError, ValueError):
@@ -297,6 +336,8 @@ class Run:
         params = _params(arrays, prefix)
         try:
             config = model.Config(**meta["config"]["model"])
+            if model.param_count(config) != len(params):  # before param_shapes lists them
+                raise ValueError(f"{len(params)} weight arrays for {model.param_count(config)}")
             missing = [key for key in ("epoch", "best") if meta.get(key) is None]
             missing += [] if meta["config"].get("train") is not None else ["config.train"]
             if missing:  # what evaluate and recommend read
@@ -346,24 +387,36 @@ class Run:
         """``config.json`` (``{"model": ..., "train": ...}``), or None if there is none."""
         path = self.directory / _CONFIG
         if self._configs is None and path.exists():
-            self._configs = files.read_json(path)
+            configs = files.read_json(path)
+            if (not isinstance(configs, dict) or not all(isinstance(configs.get(s), dict)
+                                                         for s in ("model", "train"))
+                    or not isinstance(configs["train"].get("select"), str)
+                    or not all(_number(lr) for lr in np.ravel(configs["train"].get("lr", 1)))):
+                raise DataError(f"{path}: not a run's configuration ({{\"model\": ..., "
+                                f"\"train\": ...}})")
+            self._configs = configs
         return self._configs
 
     def summary(self):
         """``summary.json``, or None while the run trains."""
         path = self.directory / _SUMMARY
-        return files.read_json(path) if path.exists() else None
+        if not path.exists():
+            return None
+        summary = files.read_json(path)
+        if (not isinstance(summary, dict) or not _whole(summary.get("selected_epoch"))
+                or not _number(summary.get("selected_lr", 0))):
+            raise DataError(f"{path}: not a run's summary (its history, selected epoch)")
+        _check_history(summary.get("history"), path)
+        return summary
 
     def history(self):
         """``(history, selected epoch)`` of a finished run or of one still training (from
         its last checkpoint), or ``(None, None)`` before its first epoch ends."""
         summary = self.summary()
         if summary is not None:
-            if not isinstance(summary, dict) or not {"history", "selected_epoch"} <= set(summary):
-                raise DataError(f"{self.directory / _SUMMARY}: not a run's summary")
             return summary["history"], summary["selected_epoch"]
         if (self.directory / _LAST).exists():
-            meta = load_checkpoint(self.directory / _LAST)[1]
+            meta = _check_meta(load_checkpoint(self.directory / _LAST)[1], self.directory / _LAST)
             return meta["history"], meta["best"]["epoch"]
         return None, None
 

@@ -17,17 +17,18 @@ TRAIN_FLAGS = ("epochs", "batch_size", "lr", "l2", "lr_dc", "lr_dc_step", "patie
 def _config_file(args):
     """``--config`` as a file or a preset name; with no data and no config: the sample preset.
 
-    A file named like a preset wins over the preset."""
+    A file named like a preset wins over the preset; a directory does not."""
     from srsan_np.settings import preset_path
 
     if args.config is None:
         return preset_path("sample") if args.data is None and args.input is None else None
-    if args.config.exists():
+    if args.config.exists() and not args.config.is_dir():
         return args.config
     try:
         return preset_path(str(args.config))
     except ValueError as err:
-        raise DataError(f"{args.config}: no such config file, and {err}") from err
+        found = "a directory, not a config file" if args.config.is_dir() else "no such config file"
+        raise DataError(f"{args.config}: {found}, and {err}") from err
 
 
 def _layers(args, config_file):
@@ -66,7 +67,7 @@ def _run(args) -> int:
     Run.check(out, inputs, resume=args.resume, overwrite=args.overwrite)
     dataset = source.load()
     lengths = [len(split) and int(split.lengths().max()) for split in (dataset.train, dataset.test)]
-    model_config, train_config = merge(layers, dataset.n_items, max(lengths))
+    model_config, train_config = merge(layers, dataset.n_items, max(lengths), len(dataset.train))
     header = [f"data: {source.describe()}; {dataset.n_items} items, {len(dataset.train)} "
               f"training and {len(dataset.test)} test examples",
               f"config: {config_file or 'the original defaults'}, flags on top",

@@ -24,7 +24,7 @@ import numpy as np
 from numba import njit
 
 from srsan_np.errors import DataError
-from srsan_np import files
+from srsan_np import files, memory
 
 
 # a dataset directory from before markers listed their entries: recognised by its three
@@ -52,10 +52,11 @@ class Sessions:
     targets: np.ndarray
 
     def __post_init__(self):
-        # Normalise dtypes once so every consumer can rely on them.
-        object.__setattr__(self, "items", np.ascontiguousarray(self.items, dtype=np.int32))
-        object.__setattr__(self, "offsets", np.ascontiguousarray(self.offsets, dtype=np.int64))
-        object.__setattr__(self, "targets", np.ascontiguousarray(self.targets, dtype=np.int32))
+        # Normalise dtypes once so every consumer can rely on them -- after checking that
+        # the values are integers that fit: a cast would wrap 2**32 + 1 to 1 and cut 1.7 to 1.
+        for name, dtype in (("items", np.int32), ("offsets", np.int64), ("targets", np.int32)):
+            object.__setattr__(self, name, np.ascontiguousarray(
+                _checked(np.asarray(getattr(self, name)), dtype, f"Sessions.{name}"), dtype=dtype))
         offsets = self.offsets
         if offsets.ndim != 1 or len(offsets) != len(self.targets) + 1:
             raise ValueError(f"Sessions: offsets must have shape (n + 1,) = ({len(self.targets) + 1},), "
@@ -136,6 +137,19 @@ def _checked_int32(values: np.ndarray, what: str) -> np.ndarray:
     return values.astype(np.int32)
 
 
+def _checked(values: np.ndarray, dtype, what: str) -> np.ndarray:
+    """``values``, if they are integers that ``dtype`` holds (ValueError naming ``what``
+    otherwise): checked before any cast, which would wrap or truncate them silently."""
+    if values.dtype == dtype:
+        return values
+    if values.dtype.kind not in "iub":
+        raise ValueError(f"{what} must be integers, got {values.dtype}")
+    info = np.iinfo(dtype)
+    if values.size and (int(values.min()) < info.min or int(values.max()) > info.max):
+        raise ValueError(f"{what} outside the {np.dtype(dtype).name} range {info.min}..{info.max}")
+    return values
+
+
 @dataclass(frozen=True)
 class Dataset:
     """A prepared dataset: training and test examples over items ``1..n_items`` (0 = padding).
@@ -184,6 +198,7 @@ def save_dataset(dataset: Dataset, directory) -> None:
 def _read_split(path: Path) -> tuple[Sessions, int]:
     if not path.is_file():
         raise DataError(f"{path}: missing (a prepared dataset directory holds train.npz, test.npz, stats.json)")
+    memory.check_stored(path)  # before anything is inflated
     try:
         # allow_pickle=False: a .npz may not smuggle objects in.
         with np.load(path, allow_pickle=False) as z:
@@ -233,6 +248,7 @@ def load_raw_ids(path, n_items=None):
     path = Path(path)
     if not path.is_file():
         return None
+    memory.check_stored(path)
     try:
         raw_ids = np.load(path, allow_pickle=False)
     except Exception as e:  # a truncated or foreign file

@@ -398,7 +398,10 @@ def write_marker(directory, kind: str, entries=(), writing=False) -> None:
 
 
 def _layout_found(directory: Path, layout) -> bool:
-    return layout is not None and all((directory / n).is_file() for n in layout.required)
+    """Whether ``directory`` is one ``layout`` recognises from before markers: it holds the
+    files ``layout`` requires, and no ``.srsan-np`` that is not srsan-np's marker."""
+    return (layout is not None and not os.path.lexists(directory / MARKER)
+            and all((directory / n).is_file() for n in layout.required))
 
 
 def marker_kind(directory, layout=None):
@@ -555,12 +558,12 @@ def clear_directory(directory, layout=None) -> None:
         write_marker(directory, marker["kind"], owned(directory, layout))
 
 
-def _in_the_way(path: Path) -> str:
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        return "is in the way"
-    return f"is {_what(mode)}" if not stat.S_ISREG(mode) else "is a file"
+def _in_the_way(path: Path, kind: str) -> str:
+    """What the entry at ``path`` is, said of an entry srsan-np will not replace."""
+    mode = os.lstat(path).st_mode
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return f"exists and was not written by srsan-np {kind}"
+    return f"is {_what(mode)}, which srsan-np never writes or follows"
 
 
 def claim(directory, kind: str, names, flag="--out", layout=None, writing=False) -> None:
@@ -574,6 +577,9 @@ def claim(directory, kind: str, names, flag="--out", layout=None, writing=False)
         raise DataError(f"{flag} {directory}: exists and is not a directory")
     directory.mkdir(parents=True, exist_ok=True)
     marker = _read_marker(directory)
+    if marker is None and os.path.lexists(directory / MARKER):
+        raise DataError(f"{flag} {directory}: its {MARKER} is not srsan-np's marker (not a "
+                        f"file of its JSON); move it away or choose another {flag}")
     if marker is not None and marker["kind"] != kind:
         raise DataError(f"{flag} {directory}: holds an srsan-np {marker['kind']}; choose "
                         f"another {flag}")
@@ -581,8 +587,7 @@ def claim(directory, kind: str, names, flag="--out", layout=None, writing=False)
     for name in sorted(names):
         path = directory / name.rstrip("/")
         if os.path.lexists(path) and name not in ours:
-            raise DataError(f"{flag} {directory}: {name.rstrip('/')} {_in_the_way(path)} that "
-                            f"srsan-np did not write, where it writes its {name.rstrip('/')}; "
+            raise DataError(f"{flag} {directory}: {name.rstrip('/')} {_in_the_way(path, kind)}; "
                             f"move it away or choose another {flag}")
     write_marker(directory, kind, ours | set(names), writing)
 
@@ -606,8 +611,8 @@ def lock(directory, flag="--out"):
     marker = _read_marker(Path(directory))
     path = Path(directory) / (marker.get("lock", LOCK) if marker is not None else LOCK)
     if os.path.lexists(path) and not stat.S_ISREG(os.lstat(path).st_mode):
-        raise DataError(f"{flag} {directory}: its lock {path.name} {_in_the_way(path)} that "
-                        f"srsan-np did not make; remove it")
+        raise DataError(f"{flag} {directory}: its lock {path.name} {_in_the_way(path, '')}; "
+                        f"remove it")
     try:
         import fcntl
     except ImportError:  # no flock here: the pid file alone

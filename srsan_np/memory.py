@@ -29,16 +29,18 @@ __all__ = ["available", "describe", "check", "training_bytes", "check_training",
            "stored_bytes", "check_stored"]
 
 # float32 copies of every parameter while training: the weights, their gradient, Adam's two
-# moments, the selected epoch's weights, the diagnostics' copy before a sampled step, and,
-# on a resume, a checkpoint's weights, moments and selected weights read at once.
+# moments, the selected epoch's weights, the diagnostics' copy before a sampled step; on a
+# resume, a checkpoint's weights, moments and selected weights are read beside the first three.
 PARAMETER_COPIES = 8
-# float32 copies per example of a layer's (T, D) activations (inputs, queries, keys, values,
-# attention output, residuals, layer norms, dropout masks, their gradients) and of its
-# (T, F) feed-forward ones; of its (H, T, T) attention weights.
-ACTIVATIONS_D, ACTIVATIONS_F, ACTIVATIONS_TT = 28, 6, 8
-# bytes per example and item of the scores: float32 exponentials while training, float64
-# scores and their ranks while evaluating.
-SCORE_BYTES = 32
+# float32 numbers per example and layer kept for the backward pass and its gradients: per
+# position and feature of the (T, D) activations (inputs, queries, keys, values, attention
+# output, residuals, layer norms, dropout masks), per position and unit of the (T, F)
+# feed-forward ones, per head and pair of positions of the (H, T, T) attention weights.
+# The textbook kernels keep the most of the kernel sets; the fast one less.
+ACTIVATIONS_D, ACTIVATIONS_F, ACTIVATIONS_TT = 12, 3, 6
+# bytes per example and item of the scores: float32 exponentials while training, float32
+# scores and the comparisons that rank them while evaluating.
+SCORE_BYTES = 12
 
 
 def _meminfo_available():
@@ -131,7 +133,34 @@ def check(needed, what, advice="") -> None:
 
 # --------------------------------------------------------------------------- training
 
-def training_bytes(model_config, train_config, longest=None):
+def _sizes(model_config, train_config, longest, n_examples):
+    """The numbers a training run's memory depends on."""
+    sizes = {f: getattr(model_config, f) for f in ("n_items", "hidden", "heads", "layers",
+                                                   "ff_mult", "positions", "max_len")}
+    batch = min(train_config.batch_size, n_examples or train_config.batch_size)
+    return {**sizes, "batch_size": max(batch, 1), "longest": max(longest or 1, 1)}
+
+
+def _parts(z):
+    """:func:`training_bytes` of the sizes ``z`` (:func:`_sizes`)."""
+    from srsan_np.ops.encoder import layer_shapes
+
+    D, H, L, V, B, T = (z[k] for k in ("hidden", "heads", "layers", "n_items", "batch_size", "longest"))
+    F = z["ff_mult"] * D
+    table = (V + 1) * D + (z["max_len"] * D if z["positions"] else 0)
+    encoder = L * sum(math.prod(s) for s in layer_shapes(D, F).values())
+    return {
+        "parameters with their gradients and Adam's two moments":
+            (4 * PARAMETER_COPIES * (table + encoder),
+             ["n_items", "hidden"] if table >= encoder else ["layers", "hidden"]),
+        "a batch's activations":
+            (4 * L * B * T * (ACTIVATIONS_D * D + ACTIVATIONS_F * F + ACTIVATIONS_TT * H * T),
+             ["layers", "batch_size", "hidden"]),
+        "the scores over the items": (SCORE_BYTES * B * (V + 1), ["batch_size", "n_items"]),
+    }
+
+
+def training_bytes(model_config, train_config, longest=None, n_examples=None):
     """The largest arrays a training run makes, in bytes, by part:
     ``{part: (bytes, the fields that set its size)}``.
 
@@ -141,40 +170,43 @@ def training_bytes(model_config, train_config, longest=None):
     train_config : srsan_np.train.TrainConfig
     longest : int or None
         The data's longest prefix (the positions ``T`` of a batch); None: 1.
+    n_examples : int or None
+        The data's training examples, which no batch exceeds; None: a full batch.
     """
-    from srsan_np.ops.encoder import layer_shapes
-
-    D, H, L, V = model_config.hidden, model_config.heads, model_config.layers, model_config.n_items
-    F, B, T = model_config.ff_mult * D, train_config.batch_size, max(longest or 1, 1)
-    per_layer = sum(math.prod(s) for s in layer_shapes(D, F).values())
-    table = (V + 1) * D + (model_config.max_len * D if model_config.positions else 0)
-    encoder = L * per_layer
-    return {
-        "parameters with their gradients and Adam's two moments":
-            (4 * PARAMETER_COPIES * (table + encoder),
-             ["n_items", "hidden"] if table >= encoder else ["layers", "hidden"]),
-        "a batch's activations":
-            (4 * L * B * T * (ACTIVATIONS_D * D + ACTIVATIONS_F * F + ACTIVATIONS_TT * H * T),
-             ["batch_size", "layers", "hidden"]),
-        "the scores over the items": (SCORE_BYTES * B * (V + 1), ["batch_size", "n_items"]),
-    }
+    return _parts(_sizes(model_config, train_config, longest, n_examples))
 
 
 _FLAGS = {"n_items": "--n-items", "hidden": "--hidden", "layers": "--layers",
           "batch_size": "--batch-size"}
 
 
-def check_training(model_config, train_config, longest=None) -> None:
-    """:class:`~srsan_np.errors.ConfigError` (naming the fields of the largest part) if a
-    training run of these configurations does not fit in what this process can allocate."""
-    parts = training_bytes(model_config, train_config, longest)
+def _culprit(sizes, fields):
+    """The one of ``fields`` that, at its default (``n_items``: 1), saves the most."""
+    from srsan_np.model import Config
+    from srsan_np.train import TrainConfig
+
+    def total(z):
+        return sum(n for n, _ in _parts(z).values())
+
+    def default(field):
+        config = TrainConfig if field == "batch_size" else Config
+        return 1 if field == "n_items" else config.__dataclass_fields__[field].default
+
+    return max(fields, key=lambda f: -total({**sizes, f: min(sizes[f], default(f))}))
+
+
+def check_training(model_config, train_config, longest=None, n_examples=None) -> None:
+    """:class:`~srsan_np.errors.ConfigError` if a training run of these configurations does
+    not fit in what this process can allocate, naming the field that, at its default,
+    would save the most (so that the setting is blamed on whoever set it)."""
+    sizes = _sizes(model_config, train_config, longest, n_examples)
+    parts = _parts(sizes)
     said = _too_much(sum(n for n, _ in parts.values()), "training needs")
     if said:
-        largest = max(parts, key=lambda p: parts[p][0])
-        fields = parts[largest][1]
+        fields = parts[max(parts, key=lambda p: parts[p][0])][1]
         breakdown = ", ".join(f"{part} {describe(n)}" for part, (n, _) in parts.items())
         raise ConfigError(f"{said} ({breakdown}): lower "
-                          f"{' or '.join(_FLAGS[f] for f in fields)}", fields)
+                          f"{' or '.join(_FLAGS[f] for f in fields)}", [_culprit(sizes, fields)])
 
 
 # --------------------------------------------------------------------------- array files

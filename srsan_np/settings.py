@@ -138,7 +138,7 @@ def _build(layers, n_items, longest, n_train, final):
         if final and n_train is not None:
             train_config.check_split(n_train)
         if final:
-            check_training(model_config, train_config, longest)
+            check_training(model_config, train_config, longest, n_train)
     except ConfigError as err:
         setters = [who for who, layer in layers
                    if any(f in layer.get(s, {}) for s in SECTIONS for f in err.fields)]

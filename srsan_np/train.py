@@ -241,7 +241,7 @@ def fit(dataset, model_config, train_config, run=None, *, resume=False, overwrit
         raise ValueError(f"model n_items={model_config.n_items} but the data has "
                          f"{dataset.n_items} items")
     train_config.check_split(len(dataset.train))
-    memory.check_training(model_config, train_config, _longest(dataset))
+    memory.check_training(model_config, train_config, _longest(dataset), len(dataset.train))
     K = _kernel_set(train_config, run, log)
     if len(train_config.lrs) > 1:
         return _fit_each_lr(dataset, model_config, train_config, run, K, log, progress)

@@ -247,7 +247,8 @@ def _broken(data) -> str | None:
     columns = [sampled.get(k) for k in ("step", "epoch")] if isinstance(sampled, dict) else [None]
     per_param = [sampled.get(k) for k in ("grad_norm", "update_ratio")] if n >= 0 else [None]
     if not all(_numbers(c, n) for c in columns) or not all(
-            isinstance(p, dict) and set(p) == set(params) and all(_numbers(c, n) for c in p.values())
+            isinstance(p, dict) and set(p) == set(params)
+            and all(_numbers(c, n) for c in p.values())
             for p in per_param):
         return "sampled: columns of one length, one per parameter"
     if not isinstance(epochs, list) or not all(

@@ -63,7 +63,7 @@ __all__ = ["atomic_write_stream", "atomic_write_bytes", "write_json", "read_byte
 
 MARKER = ".srsan-np"
 LOCK = ".lock"
-JSON_LIMIT = 256 << 20  # the largest JSON file srsan-np reads (a long run's diagnostics: tens of MB)
+JSON_LIMIT = 256 << 20  # the largest JSON file srsan-np reads (a long run's diagnostics: MBs)
 DEPTH_LIMIT = 32  # the deepest nesting of a JSON value srsan-np reads (its own files: 4)
 _LEFTOVER = re.compile(r"^\..*\.srsan-(\d+)-[^.]*\.(tmp|old)$")
 _kill = {"at": None, "writes": Counter()}
@@ -245,7 +245,7 @@ def read_json(path, hint=None, limit=JSON_LIMIT):
         raise DataError(f"{path}: missing" + (f" ({hint})" if hint else "")) from None
     except IsADirectoryError:
         raise DataError(f"{path}: a directory, not a JSON file") from None
-    memory.check(4 * len(data), f"{path}: reading it needs")  # a float of a few bytes: a Python object
+    memory.check(4 * len(data), f"{path}: reading it needs")  # a number's few bytes: an object
     return parse_json(data, path)
 
 

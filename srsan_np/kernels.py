@@ -43,9 +43,10 @@ from __future__ import annotations
 from functools import cache
 from typing import Callable, NamedTuple
 
-__all__ = ["Kernels", "from_modules", "get", "NAMES"]
+__all__ = ["Kernels", "from_modules", "get", "NAMES", "WORKSPACE"]
 
 NAMES = ("reference", "fast")
+WORKSPACE = "workspace:"  # a learner's ops, named "workspace:DIR" (TrainConfig.kernels)
 
 
 class Kernels(NamedTuple):

@@ -145,7 +145,8 @@ def _parts(z):
     """:func:`training_bytes` of the sizes ``z`` (:func:`_sizes`)."""
     from srsan_np.ops.encoder import layer_shapes
 
-    D, H, L, V, B, T = (z[k] for k in ("hidden", "heads", "layers", "n_items", "batch_size", "longest"))
+    D, H, L, V = z["hidden"], z["heads"], z["layers"], z["n_items"]
+    B, T = z["batch_size"], z["longest"]
     F = z["ff_mult"] * D
     table = (V + 1) * D + (z["max_len"] * D if z["positions"] else 0)
     encoder = L * sum(math.prod(s) for s in layer_shapes(D, F).values())

@@ -39,6 +39,7 @@ from srsan_np import files
 from srsan_np.checkpoint import load_checkpoint, save_checkpoint
 from srsan_np.data.source import DataSource
 from srsan_np.errors import DataError
+from srsan_np.kernels import WORKSPACE
 
 __all__ = ["Run"]
 
@@ -71,7 +72,7 @@ def _changes(started, wanted):
         changed += [f"{section}.{k} {before.get(k)!r} -> {v!r}" for k, v in fields.items()
                     if before.get(k) != v]
         if section == "train" and before.get("kernels") != fields["kernels"]:
-            ops = str(before.get("kernels")).startswith("workspace:")
+            ops = str(before.get("kernels")).startswith(WORKSPACE)
             changed.append(f"it was started {'with' if ops else 'without'} --ops")
     return "; ".join(changed) or "config.json differs"
 
@@ -213,7 +214,8 @@ class Run:
         from srsan_np.data.store import fingerprint
 
         recorded = files.read_json(self.directory / _DATA)
-        if isinstance(recorded, dict) and recorded.get("fingerprint") not in (None, fingerprint(dataset)):
+        known = recorded.get("fingerprint") if isinstance(recorded, dict) else None
+        if known not in (None, fingerprint(dataset)):
             raise DataError(f"{what} is not the data the run was trained on (its fingerprint "
                             f"differs): the run's checkpoints do not apply to it")
 
@@ -273,20 +275,22 @@ class Run:
         return self.directory / _DIAGNOSTICS
 
     def last_epoch(self):
-        """``(arrays, meta)`` of the last finished epoch, or None. Exports ``best.npz``
-        again when a process was killed between the two checkpoints."""
+        """The last finished epoch, or None: ``(params, adam_state, best_params, meta)``.
+        Exports ``best.npz`` again when a process was killed between the two checkpoints."""
         if not (self.directory / _LAST).exists():
             return None
         arrays, meta = load_checkpoint(self.directory / _LAST)
         _check_meta(meta, self.directory / _LAST)
+        best_params = _params(arrays, "best/param/")
         try:
-            exported = load_checkpoint(self.directory / _BEST)[1].get("epoch") == meta["best"]["epoch"]
+            best_meta = load_checkpoint(self.directory / _BEST)[1]
+            exported = best_meta.get("epoch") == meta["best"]["epoch"]
         except (OSError, ValueError):
             exported = False
         if not exported:
-            self._export_best(_params(arrays, "best/param/"), meta)
+            self._export_best(best_params, meta)
         self._keep_history(meta["history"])
-        return arrays, meta
+        return _params(arrays, "param/"), _params(arrays, "adam/"), best_params, meta
 
     def save_epoch(self, params, adam_state, best_params, meta, improved):
         """Commit an epoch: ``last.npz`` (weights, Adam's state, the selected weights), then,

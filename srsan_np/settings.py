@@ -22,11 +22,12 @@ __all__ = ["PRESETS_DIR", "preset_path", "load_preset", "read_config", "merge", 
 
 PRESETS_DIR = Path(__file__).resolve().parent / "configs"
 SECTIONS = ("model", "train")
-CONFIG_LIMIT = 1 << 20  # a config file's largest size: a few dozen settings take a few hundred bytes
+CONFIG_LIMIT = 1 << 20  # a config file's largest size (a few dozen settings: a few hundred bytes)
 
 
 def preset_path(name):
-    """The file of the named configuration in ``srsan_np/configs``; ValueError naming the known ones."""
+    """The file of the named configuration in ``srsan_np/configs``; ValueError naming the
+    known ones."""
     path = PRESETS_DIR / f"{name}.json"
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in PRESETS_DIR.glob("*.json")))
@@ -71,7 +72,8 @@ def read_config(path):
     checked (an unknown key gets a "did you mean"); :class:`DataError` naming the file."""
     config = read_json(path, "no such config file", CONFIG_LIMIT)
     if not isinstance(config, dict):
-        raise DataError(f"{path}: expected a JSON object {{\"model\": {{...}}, \"train\": {{...}}}}")
+        raise DataError(f"{path}: expected a JSON object "
+                        f"{{\"model\": {{...}}, \"train\": {{...}}}}")
     unknown = sorted(set(config) - set(SECTIONS))
     if unknown:
         raise DataError(f"{path}: unknown sections {unknown} (expected 'model', 'train')")

@@ -38,9 +38,7 @@ from srsan_np.evaluate import evaluate
 from srsan_np.optim import step_lr
 from srsan_np.run import Run
 
-__all__ = ["TrainConfig", "TrainingDiverged", "fit", "model_scorer", "WORKSPACE"]
-
-WORKSPACE = "workspace:"  # TrainConfig.kernels of a learner's workspace: "workspace:DIR"
+__all__ = ["TrainConfig", "TrainingDiverged", "fit", "model_scorer"]
 
 
 @dataclass(frozen=True)
@@ -104,7 +102,8 @@ class TrainConfig:
             (self.epochs >= 1, "epochs must be >= 1", ["epochs"]),
             (self.batch_size >= 1, "batch_size must be >= 1", ["batch_size"]),
             (len(self.lrs) > 0 and min(self.lrs) > 0, "lr must be > 0 (or a list of them)", ["lr"]),
-            (len(set(self.lrs)) == len(self.lrs), "lr: a list of rates must not repeat one", ["lr"]),
+            (len(set(self.lrs)) == len(self.lrs), "lr: a list of rates must not repeat one",
+             ["lr"]),
             (len({f"{lr:g}" for lr in self.lrs}) == len(self.lrs), "lr: a list of rates must "
              "differ in their first six digits, the precision that names each rate's run "
              f"(lr-<rate>/): {', '.join(map(repr, self.lrs))} do not", ["lr"]),
@@ -116,8 +115,9 @@ class TrainConfig:
             (self.patience >= 1, "patience must be >= 1", ["patience"]),
             (0 <= self.valid_fraction < 1, "valid_fraction must be in [0, 1)", ["valid_fraction"]),
             (len(self.ks) > 0 and min(self.ks) >= 1, "ks must be positive cut-offs", ["ks"]),
-            (self.kernels in kernel_sets.NAMES or self.kernels.startswith(WORKSPACE),
-             f"kernels must be one of {kernel_sets.NAMES} or {WORKSPACE}DIR", ["kernels"]),
+            (self.kernels in kernel_sets.NAMES or self.kernels.startswith(kernel_sets.WORKSPACE),
+             f"kernels must be one of {kernel_sets.NAMES} or {kernel_sets.WORKSPACE}DIR",
+             ["kernels"]),
         ]
         for ok, message, fields in checks:
             if not ok:
@@ -284,11 +284,11 @@ def _fit_one(dataset, model_config, tc, run, K, log, progress):
 
 def _kernel_set(tc, run, log):
     """The kernels ``tc.kernels`` names; a learner's workspace says which op is whose."""
-    if not tc.kernels.startswith(WORKSPACE):
+    if not tc.kernels.startswith(kernel_sets.WORKSPACE):
         return kernel_sets.get(tc.kernels)
     from srsan_np.exercises import learner_kernels
 
-    directory = tc.kernels[len(WORKSPACE):]
+    directory = tc.kernels[len(kernel_sets.WORKSPACE):]
     K, origin = learner_kernels(directory)
     log(f"ops: the exercises that pass their check in {directory} are yours, the reference "
         f"serves the rest")
@@ -322,12 +322,10 @@ def _start(model_config, tc, K, run, log):
     state = _State(params, K.Adam(params, lr=tc.lr, weight_decay=tc.l2), [], None, None, 0)
     last = run.last_epoch() if run is not None else None
     if last is not None:
-        arrays, meta = last
+        weights, adam_state, state.best_params, meta = last
         for name in params:
-            params[name][...] = arrays[f"param/{name}"]
-        state.optimizer.load_state_dict({k[len("adam/"):]: v for k, v in arrays.items()
-                                         if k.startswith("adam/")})
-        state.best_params = {name: arrays[f"best/param/{name}"] for name in params}
+            params[name][...] = weights[name]
+        state.optimizer.load_state_dict(adam_state)
         state.history, state.best, state.start = meta["history"], meta["best"], meta["epoch"] + 1
         log(f"resumed from {run.directory}'s checkpoint after epoch {meta['epoch']}")
     return state
@@ -377,7 +375,8 @@ def _end_epoch(epoch, loss, started, state, splits, scorers, tc, run, diagnostic
     state.history.append({"epoch": epoch, "lr": state.optimizer.lr, "train_loss": loss,
                           "valid": valid, "test": test,
                           "seconds": time.perf_counter() - started})
-    improved = valid is None or state.best is None or valid[tc.select] > state.best["valid"][tc.select]
+    improved = (valid is None or state.best is None
+                or valid[tc.select] > state.best["valid"][tc.select])
     if improved:
         state.best = {"epoch": epoch, "valid": valid, "test": test}
         state.best_params = {name: value.copy() for name, value in state.params.items()}

@@ -128,7 +128,7 @@ def test_a_log_file_holds_one_line_per_epoch(tmp_path):
     lines = log.decode().splitlines()
     assert [line.split()[:2] for line in lines if line.startswith("epoch")] == [
         ["epoch", "0"], ["epoch", "1"]]
-    assert len(lines) < 20
+    assert len(lines) < 30  # the header, an epoch line each, the table and its legend
 
 
 def _on_a_terminal(run_dir, env):

@@ -53,7 +53,8 @@ def _copy(directory, tmp_path, name="copy"):
 
 # --------------------------------------------------------------------------- 1. --overwrite
 
-def test_1_overwrite_replaces_only_what_srsan_np_wrote(cli, tiny_data, tiny_log, finished, tmp_path):
+def test_1_overwrite_replaces_only_what_srsan_np_wrote(cli, tiny_data, tiny_log, finished,
+                                                       tmp_path):
     run = _copy(finished, tmp_path, "run")
     (run / "NOTES.md").write_text("notes\n")
     (run / "analysis").mkdir()
@@ -217,7 +218,8 @@ def test_4_memory_is_checked_before_it_is_spent(cli, tiny_data, tmp_path):
     shutil.copytree(tiny_data, bombed)
     _bomb(bombed / "train.npz", tiny_data / "train.npz")
     assert (bombed / "train.npz").stat().st_size < 8 << 20
-    for args in (["stats", bombed], ["train", "--data", bombed, "--out", tmp_path / "r", *TINY_TRAIN]):
+    for args in (["stats", bombed],
+                 ["train", "--data", bombed, "--out", tmp_path / "r", *TINY_TRAIN]):
         cli.error(_limited(cli, *args), "train.npz: its arrays take about 3.5 GB", "once read")
     assert not (tmp_path / "r").exists()
 
@@ -234,11 +236,13 @@ def _tiny_dataset(directory, n_train):
 
 @pytest.mark.parametrize("args, fragment", [
     (["--valid-fraction", "1e-9"], "argument --valid-fraction: valid_fraction 1e-09 of the"),
-    (["--valid-fraction", "0.99999999"], "valid_fraction 0.99999999 of the 299 training examples leaves none"),
+    (["--valid-fraction", "0.99999999"],
+     "valid_fraction 0.99999999 of the 299 training examples leaves none"),
     (["--valid-fraction", "0.2", "--select", "HR@020"], "argument --select"),
     (["--n-items", "100000000000000000000"], "argument --n-items: training needs"),
 ])
-def test_6_bad_flags_are_refused_before_anything_is_written(cli, tiny_data, tmp_path, args, fragment):
+def test_6_bad_flags_are_refused_before_anything_is_written(cli, tiny_data, tmp_path, args,
+                                                            fragment):
     out = tmp_path / "r"
     cli.error(cli("train", "--data", tiny_data, "--out", out, "--epochs", "1", "--hidden", "8",
                   "--no-baselines", "--bootstrap", "0", *args), fragment)
@@ -385,14 +389,16 @@ def test_9_sigterm_exits_143_with_the_resume_hint(cli, tiny_data, tmp_path):
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "srsan_np", "train", "--data", str(tiny_data),
                              "--out", str(out), "--epochs", "200", *TINY_TRAIN],
-                            env=cli.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=cli.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
     for line in proc.stdout:
         if line.startswith("epoch"):
             break
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err
-    assert "Traceback" not in err and "terminated" in err and f"resume with --resume --out {out}" in err
+    assert "Traceback" not in err and "terminated" in err
+    assert f"resume with --resume --out {out}" in err
     assert (out / "last.npz").exists() and not list(out.glob(".*.tmp"))
 
 

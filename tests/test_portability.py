@@ -31,10 +31,10 @@ def test_imports_without_fcntl():
 
 
 def test_the_lock_refuses_a_second_holder_without_fcntl(tmp_path):
-    holder = subprocess.Popen(
+    holder = subprocess.Popen(  # holds the lock until it is killed
         [sys.executable, "-c", HIDE_FCNTL + "from srsan_np.files import lock\n"
-         "import time\nl = lock(sys.argv[1]); l.__enter__(); print('held', flush=True)\n"
-         "time.sleep(60)", str(tmp_path)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+         "l = lock(sys.argv[1]); l.__enter__(); print('held', flush=True)\nsys.stdin.read()",
+         str(tmp_path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         assert holder.stdout.readline().strip() == "held"
         second = _python("from srsan_np.files import lock\nfrom srsan_np.errors import DataError\n"

@@ -210,10 +210,12 @@ def test_6_a_second_run_on_a_locked_directory_is_refused(cli, run, tiny_data):
     from srsan_np.files import lock
 
     before = tree(run)
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from srsan_np.files import "
+    # the holder keeps the lock until it is killed, however long the machine takes meanwhile
+    holder = subprocess.Popen([sys.executable, "-c", "import sys; from srsan_np.files import "
                                "lock; l = lock(sys.argv[1]); l.__enter__(); print('held', "
-                               "flush=True); time.sleep(60)", str(run)],
-                              stdout=subprocess.PIPE, text=True, env=cli.env())
+                               "flush=True); sys.stdin.read()", str(run)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                              env=cli.env())
     try:
         assert holder.stdout.readline().strip() == "held"
         cli.error(train(cli, run, tiny_data, "--resume"), "in use", f"pid {holder.pid}")
@@ -381,7 +383,7 @@ def test_ctrl_c_exits_130_with_the_resume_hint(cli, tiny_data, tmp_path):
         if line.startswith("epoch"):
             break
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "interrupted" in err and "resume with --resume" in err
     assert (out / "last.npz").exists()

@@ -33,8 +33,8 @@ def _config_file(args):
 
 def _layers(args, config_file):
     """The configuration's layers for :func:`srsan_np.settings.merge`: the file, then each flag."""
+    from srsan_np.kernels import WORKSPACE
     from srsan_np.settings import read_config
-    from srsan_np.train import WORKSPACE
 
     layers = [(str(config_file) if config_file else "the default configuration",
                read_config(config_file) if config_file else {})]

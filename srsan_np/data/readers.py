@@ -128,7 +128,8 @@ def _to_int(column: list, name: str, lines: np.ndarray, where: str) -> np.ndarra
     chars = text.view(np.uint8).reshape(len(text), -1)  # (N, width), zero-padded
     digit = (chars >= ord("0")) & (chars <= ord("9"))
     sign = (chars[:, 0] == ord("-")) & (digit[:, 1] if chars.shape[1] > 1 else False)
-    strict = (digit | (chars == 0)).all(1) & digit[:, 0] | sign & (digit | (chars == 0))[:, 1:].all(1)
+    digits_or_padding = digit | (chars == 0)
+    strict = digits_or_padding.all(1) & digit[:, 0] | sign & digits_or_padding[:, 1:].all(1)
     bad = np.flatnonzero(~strict)
     if len(bad):
         raise DataError(f"{where}: line {lines[bad[0]]}: {name} {_shown(column[bad[0]])} is not "

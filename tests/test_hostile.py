@@ -169,7 +169,7 @@ def _deflated(data):
 
 
 def _bomb(path, template):
-    """``template``'s .npz with its ``items`` made 3.5 GB of zeros, deflated to a few MB: a
+    """``template``'s .npz with its ``items`` made 4.0 GB of zeros, deflated to a few MB: a
     deflate stream of identical fully flushed blocks. Its CRC is left 0 (only inflating
     all of it could tell, which is what must not happen)."""
     members = []
@@ -181,7 +181,7 @@ def _bomb(path, template):
             np.lib.format.write_array(buf, z[name])
             members.append((f"{name}.npy", _deflated(buf.getvalue()), zlib.crc32(buf.getvalue()),
                             len(buf.getvalue())))
-    chunk, repeats = bytes(16 << 20), 208
+    chunk, repeats = bytes(16 << 20), 238  # 4.0e9 bytes: within a zip entry's 32-bit size
     header = io.BytesIO()
     np.lib.format.write_array_header_1_0(header, {"descr": "<i4", "fortran_order": False,
                                                   "shape": (len(chunk) * repeats // 4,)})
@@ -220,7 +220,7 @@ def test_4_memory_is_checked_before_it_is_spent(cli, tiny_data, tmp_path):
     assert (bombed / "train.npz").stat().st_size < 8 << 20
     for args in (["stats", bombed],
                  ["train", "--data", bombed, "--out", tmp_path / "r", *TINY_TRAIN]):
-        cli.error(_limited(cli, *args), "train.npz: its arrays take about 3.5 GB", "once read")
+        cli.error(_limited(cli, *args), "train.npz: its arrays take about 4.0 GB", "once read")
     assert not (tmp_path / "r").exists()
 
 

@@ -37,8 +37,9 @@ from srsan_np.data.store import DataError
 
 BLOCK_BYTES = 16 << 20
 # The bytes preparing a log takes per byte of it, at most: its four int64 columns (about a
-# byte of array per byte of text) and the sorts and copies of the preprocessing.
-RAW_BYTES_PER_BYTE = 4
+# byte of array per byte of text), the sorts and copies of the preprocessing, and every
+# session's prefixes, which hold more clicks than the session itself.
+RAW_BYTES_PER_BYTE = 8
 
 
 class Clicks(NamedTuple):

@@ -348,6 +348,20 @@ def test_8_an_existing_folder_is_kept_not_swapped(cli, tiny_data, tiny_log, tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["preprocess", "train"]
 
 
+def test_8_a_fill_killed_half_way_says_so_until_it_is_done_again(cli, tiny_log, tmp_path):
+    out = tmp_path / "data"
+    assert preprocess(cli, tiny_log, out).returncode == 0
+    (out / "mine.txt").write_text("mine")
+    # the marker's writes in place: the staged copy's, "being written" (2), the final one
+    proc = preprocess(cli, tiny_log, out, "--overwrite",
+                      env={"SRSAN_NP_TEST_KILL_AT": ".srsan-np:after:2"})
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    cli.error(cli("stats", out), "being replaced when srsan-np stopped", "--overwrite")
+    assert preprocess(cli, tiny_log, out, "--overwrite").returncode == 0
+    assert cli("stats", out).returncode == 0
+    assert (out / "mine.txt").read_text() == "mine" and not list(out.glob(".*.tmp"))
+
+
 # --------------------------------------------------------------------------- 9. the smaller ones
 
 def test_9_a_write_that_fails_names_its_file_and_leaves_nothing(cli, tmp_path):

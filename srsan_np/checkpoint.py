@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from srsan_np.errors import DataError
-from srsan_np.files import atomic_write_stream
+from srsan_np.files import atomic_write_stream, parse_json
+from srsan_np.memory import check_stored
 
 __all__ = ["save_checkpoint", "load_checkpoint"]
 
@@ -39,10 +40,11 @@ def load_checkpoint(path):
     """
     path = Path(path)
     try:
+        check_stored(path)  # before anything is inflated
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files if name != _META}
-            meta = json.loads(str(archive[_META])) if _META in archive.files else None
-    except (FileNotFoundError, IsADirectoryError):
+            meta = parse_json(str(archive[_META]), path) if _META in archive.files else None
+    except (FileNotFoundError, IsADirectoryError, DataError):
         raise
     except Exception as err:  # a truncated zip, a pickle inside, unreadable, ...
         raise DataError(f"{path}: not a readable srsan-np checkpoint ({type(err).__name__}: "

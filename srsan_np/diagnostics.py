@@ -43,6 +43,7 @@ from srsan_np.files import read_json, write_json
 __all__ = ["Diagnostics", "attention_statistics", "load_diagnostics"]
 
 VERSION = 1
+STEP_COLUMNS = ("epoch", "loss", "loss_smoothed", "lr")  # one entry per step each
 BETA = 0.98  # the loss's moving average: about the last 50 steps
 
 
@@ -215,4 +216,51 @@ def load_diagnostics(path):
     data = read_json(path)
     if not isinstance(data, dict) or data.get("version") != VERSION:
         raise DataError(f"{path}: not an srsan-np diagnostics file (version {VERSION})")
+    broken = _broken(data)
+    if broken:
+        raise DataError(f"{path}: not an srsan-np diagnostics file ({broken})")
     return data
+
+
+def _numbers(column, n=None) -> bool:
+    """Whether ``column`` is a list of numbers (of length ``n``, if given)."""
+    return isinstance(column, list) and (n is None or len(column) == n) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in column)
+
+
+def _per_head(value) -> bool:
+    """Whether ``value`` is None or a list of layers, each a list of one number per head."""
+    return value is None or isinstance(value, list) and all(_numbers(h) for h in value)
+
+
+def _length(columns, key) -> int:
+    """The length of the column ``key`` of ``columns`` (-1, which none has, if it is none)."""
+    column = columns.get(key) if isinstance(columns, dict) else None
+    return len(column) if isinstance(column, list) else -1
+
+
+def _broken(data) -> str | None:
+    """What in ``data`` is not as :class:`Diagnostics` writes it, or None: columns of numbers
+    of one length each, one column per parameter, epochs of the same attention shape."""
+    params, steps, sampled, epochs = (data.get(k) for k in ("params", "steps", "sampled", "epochs"))
+    if not isinstance(params, list) or not all(isinstance(n, str) for n in params):
+        return "params: a list of parameter names"
+    if not isinstance(steps, dict) or not all(
+            _numbers(steps.get(k), _length(steps, "loss")) for k in STEP_COLUMNS):
+        return f"steps: columns {', '.join(STEP_COLUMNS)} of one length"
+    n = _length(sampled, "step")
+    columns = [sampled.get(k) for k in ("step", "epoch")] if isinstance(sampled, dict) else [None]
+    per_param = [sampled.get(k) for k in ("grad_norm", "update_ratio")] if n >= 0 else [None]
+    if not all(_numbers(c, n) for c in columns) or not all(
+            isinstance(p, dict) and set(p) == set(params)
+            and all(_numbers(c, n) for c in p.values())
+            for p in per_param):
+        return "sampled: columns of one length, one per parameter"
+    if not isinstance(epochs, list) or not all(
+            isinstance(r, dict) and _numbers([r.get("epoch")])
+            and _per_head(r.get("attention_entropy")) and _per_head(r.get("padding_mass"))
+            for r in epochs):
+        return "epochs: records of an epoch and its attention statistics per layer and head"
+    shapes = {str([len(h) for h in r[k]]) for r in epochs for k in ("attention_entropy",
+                                                                   "padding_mass") if r.get(k)}
+    return "epochs: attention statistics of one shape" if len(shapes) > 1 else None

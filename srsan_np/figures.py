@@ -26,12 +26,14 @@ def run_figures(top):
     k = configs["train"]["select"].partition("@")[2] if configs else "20"
     figures = {}
     if history:
+        metrics = [m for m in (f"HR@{k}", f"MRR@{k}") if m in history[0]["test"]]
+        metrics = metrics or list(history[0]["test"])[:2]  # a select the metrics do not have
         runs = {f"lr {rate}": records for rate, records in (top.metrics() or {}).items()}
         chosen = f"lr {configs['train']['lr']:g}" if configs and len(runs) > 1 else None
         if chosen not in runs:  # one rate, or no metrics.csv (a run from before it)
             runs, chosen = {"": history}, None
         figures["curves.png"] = lambda path: plots.training_curves(
-            runs, (f"HR@{k}", f"MRR@{k}"), selected, path, selected=chosen)
+            runs, metrics, selected, path, selected=chosen)
     if diagnostics is not None and diagnostics["steps"]["loss"]:
         figures["loss_per_step.png"] = lambda path: plots.step_loss(diagnostics, path)
         figures["gradients.png"] = lambda path: plots.gradient_diagnostics(diagnostics, path)

@@ -38,6 +38,7 @@ from .ops.encoder import layer_shapes
 
 __all__ = [
     "Config",
+    "param_count",
     "param_shapes",
     "init_params",
     "loss_and_grads",
@@ -126,6 +127,11 @@ class Config:
         if self.positions and T > self.max_len:
             raise ConfigError(f"max_len {self.max_len} is shorter than {what} ({T} clicks); "
                               f"raise max_len or truncate the sessions", ["max_len"])
+
+
+def param_count(config: Config) -> int:
+    """How many parameter arrays :func:`param_shapes` lists (without listing them)."""
+    return 1 + bool(config.positions) + config.layers * len(layer_shapes(1, 1))
 
 
 def param_shapes(config: Config) -> dict[str, tuple[int, ...]]:

@@ -155,6 +155,41 @@ def attention_layers(maps_per_layer, tokens, title=None, readout=None, path=None
     return _attention_grid(maps, tokens, names, title, readout, path, "attention_layers")
 
 
+def _checked_runs(history, metrics, selected):
+    """``{label: history}`` of ``history``, ValueError naming what it lacks."""
+    runs = dict(history) if isinstance(history, Mapping) else {"": list(history)}
+    if not runs or not all(runs.values()):
+        raise ValueError("training_curves: history is empty (no epoch was run)")
+    if selected is not None and selected not in runs:
+        raise ValueError(f"training_curves: selected={selected!r} is not one of {list(runs)}")
+    first = next(iter(runs.values()))[0]
+    for key in ("epoch", "train_loss", "test"):
+        if key not in first:
+            raise ValueError(f"training_curves: history records need {key!r}; "
+                             f"got keys {sorted(first)}")
+    for m in metrics:
+        if m not in first["test"]:
+            raise ValueError(f"training_curves: metric {m!r} not in the history; "
+                             f"available: {list(first['test'])}")
+    return runs
+
+
+def _draw_run(axes, records, metrics, with_lr, name, style):
+    """One run's loss, metrics (validation solid, test dashed) and learning rate."""
+    epochs = [r["epoch"] for r in records]
+    axes[0].plot(epochs, [r["train_loss"] for r in records], marker="o", label=name or "train",
+                 **style)
+    for ax, m in zip(axes[1:], metrics):
+        if all(r.get("valid") is not None for r in records):
+            ax.plot(epochs, [r["valid"][m] for r in records], marker="o",
+                    label=f"{name}, validation" if name else "validation", **style)
+        ax.plot(epochs, [r["test"][m] for r in records], marker="s", linestyle="--",
+                label=f"{name}, test" if name else "test", **style)
+    if with_lr:
+        axes[-1].semilogy(epochs, [r["lr"] for r in records], marker="o",
+                          drawstyle="steps-post", label=name or None, **style)
+
+
 def training_curves(history, metrics=("HR@20", "MRR@20"), selected_epoch=None, path=None,
                     selected=None) -> Figure:
     """Training loss and validation/test metrics per epoch, of one run or of several.
@@ -183,20 +218,7 @@ def training_curves(history, metrics=("HR@20", "MRR@20"), selected_epoch=None, p
         ``1 + len(metrics)`` axes: the loss, then one per metric, then the learning rate
         (log scale) if every record has an ``lr``.
     """
-    runs = dict(history) if isinstance(history, Mapping) else {"": list(history)}
-    if not runs or not all(runs.values()):
-        raise ValueError("training_curves: history is empty (no epoch was run)")
-    if selected is not None and selected not in runs:
-        raise ValueError(f"training_curves: selected={selected!r} is not one of {list(runs)}")
-    first = next(iter(runs.values()))[0]
-    for key in ("epoch", "train_loss", "test"):
-        if key not in first:
-            raise ValueError(f"training_curves: history records need {key!r}; "
-                             f"got keys {sorted(first)}")
-    for m in metrics:
-        if m not in first["test"]:
-            raise ValueError(f"training_curves: metric {m!r} not in the history; "
-                             f"available: {list(first['test'])}")
+    runs = _checked_runs(history, metrics, selected)
     with_lr = all("lr" in r for h in runs.values() for r in h)
     n_axes = 1 + len(metrics) + with_lr
     fig = Figure(figsize=(4.0 * n_axes, 3.4 + 0.3 * (len(runs) > 1)), layout="constrained")
@@ -207,18 +229,7 @@ def training_curves(history, metrics=("HR@20", "MRR@20"), selected_epoch=None, p
         name = f"{label} (selected)" if len(runs) > 1 and label == selected else label
         style = dict(color=colours[n % 10], linewidth=2.0 if chosen else 1.0,
                      alpha=1.0 if chosen else 0.5)
-        epochs = [r["epoch"] for r in records]
-        axes[0].plot(epochs, [r["train_loss"] for r in records], marker="o", label=name or "train",
-                     **style)
-        for ax, m in zip(axes[1:], metrics):
-            if all(r.get("valid") is not None for r in records):
-                ax.plot(epochs, [r["valid"][m] for r in records], marker="o",
-                        label=f"{name}, validation" if name else "validation", **style)
-            ax.plot(epochs, [r["test"][m] for r in records], marker="s", linestyle="--",
-                    label=f"{name}, test" if name else "test", **style)
-        if with_lr:
-            axes[-1].semilogy(epochs, [r["lr"] for r in records], marker="o",
-                              drawstyle="steps-post", label=name or None, **style)
+        _draw_run(axes, records, metrics, with_lr, name, style)
     axes[0].set_ylabel("cross-entropy")
     axes[0].set_title("training loss")
     for ax, m in zip(axes[1:], metrics):

@@ -3,7 +3,8 @@
 ::
 
     RUN/                    srsan-np train --out RUN (or fit(..., run=RUN))
-      .srsan-np  .lock      the marker and the lock (srsan_np.files)
+      .srsan-np  .lock      the marker (the entries below that the run wrote) and the lock
+                            (srsan_np.files): --overwrite replaces those, and nothing else
       config.json           the model and training configurations: what a resume must match
       data.json             where the data came from, and its fingerprint
       raw_ids.npy           the raw log's id of every item, when the data has them
@@ -15,8 +16,8 @@
       train.log             what `srsan-np train` printed (every start of the run, in order)
       metrics.csv           one row per epoch and learning rate: the learning rate, the loss,
                             the validation and test metrics, the seconds
-      lr-<rate>/            several learning rates: one such run per rate (no marker, no lock,
-                            no train.log or metrics.csv: the top run keeps them for all rates)
+      lr-<rate>/            several learning rates: one such run per rate (its own marker, no
+                            lock, no train.log or metrics.csv: the top run keeps them for all)
 
 ``last.npz`` alone is the commit of an epoch: it carries the selected epoch's weights too, so
 the pair it and ``best.npz`` can never be out of step (a process killed between the two
@@ -45,7 +46,15 @@ __all__ = ["Run"]
 _CONFIG, _DATA, _RAW_IDS, _OPS = "config.json", "data.json", "raw_ids.npy", "ops.json"
 _LAST, _BEST, _DIAGNOSTICS, _SUMMARY = "last.npz", "best.npz", "diagnostics.json", "summary.json"
 _LOG, _METRICS = "train.log", "metrics.csv"
-_LAYOUT = (_CONFIG, _DATA, _LAST)  # a run from before markers: recognised by these files
+_FILES = (_CONFIG, _DATA, _RAW_IDS, _OPS, _LAST, _BEST, _DIAGNOSTICS, _SUMMARY, _LOG, _METRICS)
+# a run from before markers listed their entries: recognised by three files; what it wrote
+_LAYOUT = files.Layout((_CONFIG, _DATA, _LAST), (*_FILES, "lr-*/"))
+# a learning rate's run, inside a run that owns it
+_SUB_LAYOUT = files.Layout((), _FILES)
+
+
+def _sub_name(lr) -> str:
+    return f"lr-{lr:g}"
 
 
 def _configs_json(model_config, train_config):
@@ -66,6 +75,43 @@ def _changes(started, wanted):
             ops = str(before.get("kernels")).startswith(WORKSPACE)
             changed.append(f"it was started {'with' if ops else 'without'} --ops")
     return "; ".join(changed) or "config.json differs"
+
+
+def _number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _whole(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _metrics(m) -> bool:
+    return isinstance(m, dict) and all(isinstance(k, str) and _number(v) for k, v in m.items())
+
+
+def _check_history(history, where):
+    """``history`` if it is a run's epochs as :func:`srsan_np.train.fit` records them, each
+    with the same test metrics; :class:`DataError` naming ``where`` otherwise."""
+    if (not isinstance(history, list) or not history or not all(
+            isinstance(r, dict) and _whole(r.get("epoch")) and _number(r.get("train_loss"))
+            and _number(r.get("lr", 0)) and _metrics(r.get("test"))
+            and (r.get("valid") is None or _metrics(r["valid"])) for r in history)
+            or len({tuple(r["test"]) for r in history}) != 1):
+        raise DataError(f"{where}: not a run's history (a list of epochs, each with epoch, "
+                        f"lr, train_loss, valid and test metrics)")
+    return history
+
+
+def _check_meta(meta, where):
+    """A checkpoint's metadata, if it has what a run's has; :class:`DataError` otherwise."""
+    best, config = meta.get("best"), meta.get("config")
+    if (not _whole(meta.get("epoch")) or not isinstance(best, dict) or not _whole(best.get("epoch"))
+            or not isinstance(config, dict)
+            or not all(isinstance(config.get(s), dict) for s in ("model", "train"))):
+        raise DataError(f"{where}: not a checkpoint of a training run (its epoch, selected "
+                        f"epoch and configuration)")
+    _check_history(meta.get("history"), where)
+    return meta
 
 
 def _params(arrays, prefix):
@@ -118,17 +164,19 @@ class Run:
         """
         run = cls(directory)
         cls.check(directory, inputs, resume=True, overwrite=True)  # what is never replaced
-        run.directory.mkdir(parents=True, exist_ok=True)
+        files.start(run.directory, "run", _LAYOUT)  # marked first: the lock is the marker's
         with files.lock(run.directory):
             exists = cls.check(directory, inputs, resume, overwrite)
             files.remove_leftovers(run.directory)
             run.resumed = exists and resume
             if run.resumed:
                 run._check_resume(model_config, train_config, dataset)
-            elif exists:
-                files.clear_directory(run.directory)
-            if files.marker_kind(run.directory) != "run":  # new, cleared, or from before markers
-                files.write_marker(run.directory, "run")
+            names = [*_FILES, *(f"{_sub_name(lr)}/" for lr in train_config.lrs
+                                if len(train_config.lrs) > 1)]
+            files.claim(run.directory, "run", names, layout=_LAYOUT)  # a user's entry in the way
+            if exists and not run.resumed:
+                files.clear_directory(run.directory, _LAYOUT)  # what the run wrote, no more
+                files.claim(run.directory, "run", names)
             run._record(model_config, train_config, dataset, source)
             yield run
 
@@ -178,9 +226,9 @@ class Run:
     def sub_run(self, lr, model_config, train_config, resume):
         """The run of one learning rate ``lr`` of several, in ``lr-<rate>/``, its own
         configurations recorded (checked, to ``resume``)."""
-        sub = Run(self.directory / f"lr-{lr:g}")
+        sub = Run(self.directory / _sub_name(lr))
         sub._root = self._root
-        sub.directory.mkdir(exist_ok=True)
+        files.claim(sub.directory, "run", _FILES, layout=_SUB_LAYOUT)
         files.remove_leftovers(sub.directory)
         if resume and (sub.directory / _CONFIG).exists():
             sub._check_resume(model_config, train_config)
@@ -201,7 +249,8 @@ class Run:
         root = self._root
         if root._log is None:
             path = root.directory / _LOG
-            root._log = path.read_text(errors="replace").splitlines() if path.is_file() else []
+            root._log = (files.read_bytes(path, files.JSON_LIMIT).decode(errors="replace")
+                         .splitlines() if path.is_file() else [])
         root._log.extend(lines)
         files.atomic_write_bytes(root.directory / _LOG, ("\n".join(root._log) + "\n").encode())
 
@@ -231,6 +280,7 @@ class Run:
         if not (self.directory / _LAST).exists():
             return None
         arrays, meta = load_checkpoint(self.directory / _LAST)
+        _check_meta(meta, self.directory / _LAST)
         best_params = _params(arrays, "best/param/")
         try:
             best_meta = load_checkpoint(self.directory / _BEST)[1]
@@ -290,6 +340,8 @@ class Run:
         params = _params(arrays, prefix)
         try:
             config = model.Config(**meta["config"]["model"])
+            if model.param_count(config) != len(params):  # before param_shapes lists them
+                raise ValueError(f"{len(params)} weight arrays for {model.param_count(config)}")
             missing = [key for key in ("epoch", "best") if meta.get(key) is None]
             missing += [] if meta["config"].get("train") is not None else ["config.train"]
             if missing:  # what evaluate and recommend read
@@ -339,24 +391,36 @@ class Run:
         """``config.json`` (``{"model": ..., "train": ...}``), or None if there is none."""
         path = self.directory / _CONFIG
         if self._configs is None and path.exists():
-            self._configs = files.read_json(path)
+            configs = files.read_json(path)
+            if (not isinstance(configs, dict) or not all(isinstance(configs.get(s), dict)
+                                                         for s in ("model", "train"))
+                    or not isinstance(configs["train"].get("select"), str)
+                    or not all(_number(lr) for lr in np.ravel(configs["train"].get("lr", 1)))):
+                raise DataError(f"{path}: not a run's configuration ({{\"model\": ..., "
+                                f"\"train\": ...}})")
+            self._configs = configs
         return self._configs
 
     def summary(self):
         """``summary.json``, or None while the run trains."""
         path = self.directory / _SUMMARY
-        return files.read_json(path) if path.exists() else None
+        if not path.exists():
+            return None
+        summary = files.read_json(path)
+        if (not isinstance(summary, dict) or not _whole(summary.get("selected_epoch"))
+                or not _number(summary.get("selected_lr", 0))):
+            raise DataError(f"{path}: not a run's summary (its history, selected epoch)")
+        _check_history(summary.get("history"), path)
+        return summary
 
     def history(self):
         """``(history, selected epoch)`` of a finished run or of one still training (from
         its last checkpoint), or ``(None, None)`` before its first epoch ends."""
         summary = self.summary()
         if summary is not None:
-            if not isinstance(summary, dict) or not {"history", "selected_epoch"} <= set(summary):
-                raise DataError(f"{self.directory / _SUMMARY}: not a run's summary")
             return summary["history"], summary["selected_epoch"]
         if (self.directory / _LAST).exists():
-            meta = load_checkpoint(self.directory / _LAST)[1]
+            meta = _check_meta(load_checkpoint(self.directory / _LAST)[1], self.directory / _LAST)
             return meta["history"], meta["best"]["epoch"]
         return None, None
 

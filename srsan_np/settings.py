@@ -22,6 +22,7 @@ __all__ = ["PRESETS_DIR", "preset_path", "load_preset", "read_config", "merge", 
 
 PRESETS_DIR = Path(__file__).resolve().parent / "configs"
 SECTIONS = ("model", "train")
+CONFIG_LIMIT = 1 << 20  # a config file's largest size (a few dozen settings: a few hundred bytes)
 
 
 def preset_path(name):
@@ -69,7 +70,7 @@ def _unknown(key, known):
 def read_config(path):
     """``{"model": {...}, "train": {...}}`` from the JSON file ``path``, its sections and keys
     checked (an unknown key gets a "did you mean"); :class:`DataError` naming the file."""
-    config = read_json(path, "no such config file")
+    config = read_json(path, "no such config file", CONFIG_LIMIT)
     if not isinstance(config, dict):
         raise DataError(f"{path}: expected a JSON object "
                         f"{{\"model\": {{...}}, \"train\": {{...}}}}")
@@ -88,7 +89,7 @@ def read_config(path):
     return config
 
 
-def merge(layers, n_items, longest=None):
+def merge(layers, n_items, longest=None, n_train=None):
     """``(model.Config, TrainConfig)`` from ``layers``, later ones on top.
 
     Parameters
@@ -100,6 +101,13 @@ def merge(layers, n_items, longest=None):
         The data's item count: ``n_items`` is the largest of it and any layer's.
     longest : int or None
         The data's longest prefix, which ``max_len`` must cover when ``positions``.
+    n_train : int or None
+        The data's training examples, which the validation split must leave some of and
+        (with a split) take some of.
+
+    The configurations must fit in what this process can allocate
+    (:func:`srsan_np.memory.check_training`: with ``n_items`` and ``longest`` from the data
+    once they are known).
 
     Raises
     ------
@@ -109,11 +117,12 @@ def merge(layers, n_items, longest=None):
         value in a file is an error even where a flag replaces it.
     """
     for upto in sorted({1, len(layers)}):  # the first layer (a file) alone too, then all
-        configs = _build(layers[:upto], n_items, longest)
+        configs = _build(layers[:upto], n_items, longest, n_train, upto == len(layers))
     return configs
 
 
-def _build(layers, n_items, longest):
+def _build(layers, n_items, longest, n_train, final):
+    from srsan_np.memory import check_training
     from srsan_np.model import Config
     from srsan_np.train import TrainConfig
 
@@ -128,6 +137,10 @@ def _build(layers, n_items, longest):
         train_config = TrainConfig(**merged["train"])
         if longest is not None:
             model_config.check_length(longest, "the longest session prefix in the data")
+        if final and n_train is not None:
+            train_config.check_split(n_train)
+        if final:
+            check_training(model_config, train_config, longest, n_train)
     except ConfigError as err:
         setters = [who for who, layer in layers
                    if any(f in layer.get(s, {}) for s in SECTIONS for f in err.fields)]

@@ -21,6 +21,7 @@ Where it is written: a :class:`srsan_np.run.Run`, which owns the run directory's
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import dataclass, replace
 
@@ -28,8 +29,9 @@ import numpy as np
 from tqdm import tqdm
 
 from srsan_np import kernels as kernel_sets
-from srsan_np import model
+from srsan_np import memory, model
 from srsan_np.data import iterate_batches, make_batch, split_validation
+from srsan_np.data.batching import validation_sizes
 from srsan_np.diagnostics import Diagnostics
 from srsan_np.errors import ConfigError, TrainingDiverged
 from srsan_np.evaluate import evaluate
@@ -102,6 +104,9 @@ class TrainConfig:
             (len(self.lrs) > 0 and min(self.lrs) > 0, "lr must be > 0 (or a list of them)", ["lr"]),
             (len(set(self.lrs)) == len(self.lrs), "lr: a list of rates must not repeat one",
              ["lr"]),
+            (len({f"{lr:g}" for lr in self.lrs}) == len(self.lrs), "lr: a list of rates must "
+             "differ in their first six digits, the precision that names each rate's run "
+             f"(lr-<rate>/): {', '.join(map(repr, self.lrs))} do not", ["lr"]),
             (len(self.lrs) == 1 or self.valid_fraction > 0, "a list of learning rates is chosen "
              "on validation: valid_fraction must be > 0", ["lr", "valid_fraction"]),
             (self.l2 >= 0, "l2 must be >= 0", ["l2"]),
@@ -117,8 +122,8 @@ class TrainConfig:
         for ok, message, fields in checks:
             if not ok:
                 raise ConfigError(f"TrainConfig: {message}", fields)
-        name, _, k = self.select.partition("@")
-        if name not in ("HR", "MRR", "NDCG") or not k.isdigit() or int(k) not in self.ks:
+        metric = re.fullmatch(r"(HR|MRR|NDCG)@([1-9][0-9]*)", self.select)
+        if metric is None or int(metric[2]) not in self.ks:
             raise ConfigError(f"TrainConfig: select must be HR@K, MRR@K or NDCG@K with K in "
                               f"{self.ks}, got {self.select!r}", ["select", "ks"])
 
@@ -150,6 +155,18 @@ class TrainConfig:
                 raise ConfigError(f"TrainConfig: {name} must be a string such as "
                                   f"{TrainConfig.__dataclass_fields__[name].default!r}, got "
                                   f"{getattr(self, name)!r}", [name])
+
+    def check_split(self, n_examples: int) -> None:
+        """:class:`~srsan_np.errors.ConfigError` (``valid_fraction``) when the validation
+        split of ``n_examples`` training examples leaves none to train on, or holds out none."""
+        n_train, n_valid = validation_sizes(n_examples, self.valid_fraction)
+        said = f"valid_fraction {self.valid_fraction:.12g} of the {n_examples} training examples"
+        if n_train == 0:
+            raise ConfigError(f"{said} leaves none to train on: lower it", ["valid_fraction"])
+        if self.valid_fraction > 0 and n_valid == 0:
+            raise ConfigError(f"{said} holds none out to select the epoch on: raise it, or "
+                              f"set 0 to train on all of them (the last epoch is then kept)",
+                              ["valid_fraction"])
 
     @property
     def lrs(self) -> tuple:
@@ -214,19 +231,29 @@ def fit(dataset, model_config, train_config, run=None, *, resume=False, overwrit
         kernel set that trained); with a list of learning rates also ``selected_lr`` and
         ``valid_by_lr`` (each rate's best validation ``select`` metric).
     """
+    # what can be refused is, before a run directory is opened
+    if model_config.n_items < dataset.n_items:
+        raise ValueError(f"model n_items={model_config.n_items} but the data has "
+                         f"{dataset.n_items} items")
+    train_config.check_split(len(dataset.train))
+    memory.check_training(model_config, train_config, _longest(dataset), len(dataset.train))
+    kernel_set(train_config, model_config)  # checks a learner's ops (once: kept for below)
     if run is not None and not isinstance(run, Run):
         with Run.open(run, model_config, train_config, dataset, resume=resume,
                       overwrite=overwrite) as opened:
             if resume and not opened.resumed:
                 log(f"nothing to resume in {opened.directory}: starting a new run")
             return fit(dataset, model_config, train_config, opened, log=log, progress=progress)
-    if model_config.n_items < dataset.n_items:
-        raise ValueError(f"model n_items={model_config.n_items} but the data has "
-                         f"{dataset.n_items} items")
     K = _kernel_set(train_config, model_config, run, log)
     if len(train_config.lrs) > 1:
         return _fit_each_lr(dataset, model_config, train_config, run, K, log, progress)
     return _fit_one(dataset, model_config, train_config, run, K, log, progress)
+
+
+def _longest(dataset) -> int:
+    """The longest prefix of the data: the positions of its widest batch."""
+    return max((int(split.lengths().max()) for split in (dataset.train, dataset.test)
+                if len(split)), default=1)
 
 
 def _fit_one(dataset, model_config, tc, run, K, log, progress):
@@ -335,7 +362,7 @@ def _train_epoch(epoch, state, train_set, model_config, tc, K, diagnostics, run,
         if not math.isfinite(loss) or loss > DIVERGED_FACTOR * math.log(model_config.n_items + 1):
             raise TrainingDiverged(_diverged_message(
                 f"the loss reached {loss:.3g} in batch {i} (a uniform guess scores "
-                f"{math.log(model_config.n_items):.2f})", epoch, run, state.history))
+                f"{math.log(model_config.n_items):.2f})", epoch, run, state.history, tc.l2))
         if diagnostics is not None:
             diagnostics.before_step(epoch, i, loss, grads)
         state.optimizer.step(grads)
@@ -355,7 +382,7 @@ def _end_epoch(epoch, loss, started, state, splits, scorers, tc, run, diagnostic
     if not all(np.isfinite(a).all() for a in (*state.params.values(), *adam_state.values())
                if a.dtype.kind == "f"):
         raise TrainingDiverged(_diverged_message(
-            "the weights or Adam's moments overflowed", epoch, run, state.history))
+            "the weights or Adam's moments overflowed", epoch, run, state.history, tc.l2))
     valid, test = (evaluate(score, split, tc.batch_size, tc.ks) if split is not None else None
                    for score, split in zip(scorers, splits))
     state.history.append({"epoch": epoch, "lr": state.optimizer.lr, "train_loss": loss,
@@ -376,12 +403,19 @@ def _end_epoch(epoch, loss, started, state, splits, scorers, tc, run, diagnostic
         f"{shown}test {tc.select} {test[tc.select]:.2f}{'  *' if improved else ''}")
 
 
-def _diverged_message(what, epoch, run, history):
+# A coupled L2 this large is what overflows: its term l2 * w dominates the gradient, and
+# Adam's second moment squares it.
+L2_SUSPECT = 1.0
+
+
+def _diverged_message(what, epoch, run, history, l2):
     kept = (f"the last good state (epoch {history[-1]['epoch']}: weights and Adam's moments) is "
             f"kept in {run.directory}" if run is not None and history
             else "no epoch had finished, so nothing was kept")
-    return (f"training diverged: {what} at epoch {epoch}; {kept}. Try a lower --lr (a tenth "
-            f"of this one) or a larger --batch-size, in a new run (--overwrite or another --out)")
+    advice = (f"Try a much lower --l2 (it is {l2:g}; the original uses 1e-05)" if l2 >= L2_SUSPECT
+              else "Try a lower --lr (a tenth of this one) or a larger --batch-size")
+    return (f"training diverged: {what} at epoch {epoch}; {kept}. {advice}, in a new run "
+            f"(--overwrite or another --out)")
 
 
 def _fit_each_lr(dataset, model_config, tc, run, K, log, progress):

@@ -11,6 +11,7 @@ from srsan_np.runtime import configure_threads
 configure_threads()
 
 import os  # noqa: E402
+import stat  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -97,3 +98,19 @@ def tiny_data(tiny_log) -> Path:
     out = tiny_log.parent / "data"
     save_dataset(preprocess(read_diginetica(tiny_log), "diginetica").dataset, out)
     return out
+
+
+def snapshot(path):
+    """What is at ``path``, without following a link: ``("file", bytes)``, ``("dir", {name:
+    snapshot})``, ``("link", target)``, ``("fifo",)``, ``("other", mode)`` or None."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return None
+    if stat.S_ISLNK(mode):
+        return ("link", os.readlink(path))
+    if stat.S_ISDIR(mode):
+        return ("dir", {e.name: snapshot(e) for e in Path(path).iterdir()})
+    if stat.S_ISREG(mode):
+        return ("file", Path(path).read_bytes())
+    return ("fifo",) if stat.S_ISFIFO(mode) else ("other", stat.S_IFMT(mode))

@@ -46,7 +46,7 @@ def _preprocess(args) -> int:
     check_target(args.out, "dataset", [args.input], overwrite=args.overwrite, layout=LAYOUT)
     remove_leftovers(args.out.resolve().parent)
     prepared = preprocess(READERS[args.dataset](args.input), args.dataset, args.fraction)
-    with atomic_directory(args.out) as tmp:
+    with atomic_directory(args.out, "dataset", LAYOUT) as tmp:
         write_dataset_files(prepared.dataset, tmp)
         if args.export_pickles:
             (tmp / "pickles").mkdir()

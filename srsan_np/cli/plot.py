@@ -22,6 +22,9 @@ def _run(args) -> int:
     if not figures:
         raise DataError(f"{run.directory}: nothing to plot yet (no epoch finished, no diagnostics)")
     out = args.out or args.run_dir / "plots"
+    if args.out is None and out.is_symlink():  # inside the run: never followed
+        raise DataError(f"{out}: a symbolic link srsan-np did not make; remove it, or name "
+                        f"the folder to draw into with --out")
     claim(out, "plots", list(figures))
     for name, draw in figures.items():
         draw(out / name)

@@ -17,17 +17,18 @@ TRAIN_FLAGS = ("epochs", "batch_size", "lr", "l2", "lr_dc", "lr_dc_step", "patie
 def _config_file(args):
     """``--config`` as a file or a preset name; with no data and no config: the sample preset.
 
-    A file named like a preset wins over the preset."""
+    A file named like a preset wins over the preset; a directory does not."""
     from srsan_np.settings import preset_path
 
     if args.config is None:
         return preset_path("sample") if args.data is None and args.input is None else None
-    if args.config.exists():
+    if args.config.exists() and not args.config.is_dir():
         return args.config
     try:
         return preset_path(str(args.config))
     except ValueError as err:
-        raise DataError(f"{args.config}: no such config file, and {err}") from err
+        found = "a directory, not a config file" if args.config.is_dir() else "no such config file"
+        raise DataError(f"{args.config}: {found}, and {err}") from err
 
 
 def _layers(args, config_file):
@@ -66,7 +67,7 @@ def _run(args) -> int:
     Run.check(out, inputs, resume=args.resume, overwrite=args.overwrite)
     dataset = source.load()
     lengths = [len(split) and int(split.lengths().max()) for split in (dataset.train, dataset.test)]
-    model_config, train_config = merge(layers, dataset.n_items, max(lengths))
+    model_config, train_config = merge(layers, dataset.n_items, max(lengths), len(dataset.train))
     kernel_set(train_config, model_config)  # a learner's op that fails is refused here
     header = [f"data: {source.describe()}; {dataset.n_items} items, {len(dataset.train)} "
               f"training and {len(dataset.test)} test examples",
@@ -109,71 +110,81 @@ def add(sub) -> None:
                        help="continue the run in --out from its last finished epoch (default: off)")
     again.add_argument("--overwrite", action="store_true",
                        help="replace the run in --out, only a run srsan-np wrote (default: off)")
-    from srsan_np.model import Config
-    from srsan_np.train import TrainConfig
+    _add_model_flags(p)
+    _add_training_flags(p)
+    p.add_argument("--no-baselines", action="store_true",
+                   help="do not fit and print the baselines (default: printed)")
+    p.add_argument("--bootstrap", type=integer(0), default=1000, metavar="N",
+                   help="bootstrap resamples for the test uncertainty (0: none; default 1000)")
+    p.set_defaults(func=_run)
 
-    def default(config, field):
-        value = config.__dataclass_fields__[field].default
-        return f"default: {value:g}" if isinstance(value, float) else f"default: {value}"
+
+def _default(config, field):
+    value = config.__dataclass_fields__[field].default
+    return f"default: {value:g}" if isinstance(value, float) else f"default: {value}"
+
+
+def _add_model_flags(p) -> None:
+    from srsan_np.model import Config
 
     m = p.add_argument_group("model", "defaults: the original's (srsan_np.model.Config); a "
                              "preset or --config replaces them, a flag replaces both")
     m.add_argument("--mode", choices=["faithful", "sequence"],
                    help="faithful: the original's input (each session's distinct items by id, "
                         "padding attended); sequence: the clicks in order, padding masked "
-                        f"({default(Config, 'mode')})")
+                        f"({_default(Config, 'mode')})")
     m.add_argument("--hidden", type=int, metavar="D",
-                   help=f"width of the embeddings and the encoder ({default(Config, 'hidden')})")
+                   help=f"width of the embeddings and the encoder ({_default(Config, 'hidden')})")
     m.add_argument("--heads", type=int, metavar="H",
-                   help=f"attention heads, a divisor of --hidden ({default(Config, 'heads')})")
+                   help=f"attention heads, a divisor of --hidden ({_default(Config, 'heads')})")
     m.add_argument("--layers", type=int, metavar="L",
-                   help=f"encoder layers ({default(Config, 'layers')})")
+                   help=f"encoder layers ({_default(Config, 'layers')})")
     m.add_argument("--dropout", type=float, metavar="P",
-                   help=f"every dropout in the encoder ({default(Config, 'dropout')})")
+                   help=f"every dropout in the encoder ({_default(Config, 'dropout')})")
     m.add_argument("--positions", action="store_true", default=None,
                    help="learned position embeddings (sequence mode; default: off)")
     m.add_argument("--n-items", type=int, metavar="N",
                    help="score against this many items, at least the data's (the original's "
                         "hard-coded n_node 37,484 means --n-items 37483; default: the data's)")
+
+
+def _add_training_flags(p) -> None:
+    from srsan_np.train import TrainConfig
+
     t = p.add_argument_group("training", "defaults: the original's (srsan_np.train.TrainConfig), "
                              "with a validation split; a preset or --config replaces them, a "
                              "flag replaces both")
     t.add_argument("--epochs", type=int, metavar="N",
-                   help=f"most epochs ({default(TrainConfig, 'epochs')})")
+                   help=f"most epochs ({_default(TrainConfig, 'epochs')})")
     t.add_argument("--batch-size", type=int, metavar="B",
-                   help=f"examples per Adam step ({default(TrainConfig, 'batch_size')})")
+                   help=f"examples per Adam step ({_default(TrainConfig, 'batch_size')})")
     t.add_argument("--lr", type=float, nargs="+", metavar="LR",
                    help="Adam's learning rate; several: one run each, the best on validation "
-                        f"is kept ({default(TrainConfig, 'lr')})")
+                        f"is kept ({_default(TrainConfig, 'lr')})")
     t.add_argument("--l2", type=float, metavar="W",
-                   help=f"Adam's coupled L2 weight decay ({default(TrainConfig, 'l2')})")
+                   help=f"Adam's coupled L2 weight decay ({_default(TrainConfig, 'l2')})")
     t.add_argument("--lr-dc", type=float, metavar="G",
                    help=f"the learning rate's factor every --lr-dc-step epochs "
-                        f"({default(TrainConfig, 'lr_dc')})")
+                        f"({_default(TrainConfig, 'lr_dc')})")
     t.add_argument("--lr-dc-step", type=int, metavar="S",
-                   help=f"epochs between the factors ({default(TrainConfig, 'lr_dc_step')})")
+                   help=f"epochs between the factors ({_default(TrainConfig, 'lr_dc_step')})")
     t.add_argument("--patience", type=int, metavar="P",
                    help="stop after this many epochs without a better validation metric "
-                        f"({default(TrainConfig, 'patience')})")
+                        f"({_default(TrainConfig, 'patience')})")
     t.add_argument("--valid-fraction", type=float, metavar="F",
                    help="training examples held out to select the epoch; 0: none, the last "
-                        f"epoch is kept, as the original ({default(TrainConfig, 'valid_fraction')})")
+                        f"epoch is kept, as the original ({_default(TrainConfig, 'valid_fraction')})")
     t.add_argument("--select", metavar="METRIC",
                    help="the validation metric that selects the epoch: HR@K, MRR@K or NDCG@K "
-                        f"({default(TrainConfig, 'select')})")
+                        f"({_default(TrainConfig, 'select')})")
     t.add_argument("--seed", type=int, metavar="N",
                    help="seeds the weights, the validation split, every shuffle and dropout "
-                        f"mask ({default(TrainConfig, 'seed')})")
+                        f"mask ({_default(TrainConfig, 'seed')})")
     ops = t.add_mutually_exclusive_group()
     ops.add_argument("--kernels", choices=["fast", "reference"],
                      help="the kernel set: fast, or the textbook ops (slower, the same gradients) "
-                          f"({default(TrainConfig, 'kernels')})")
+                          f"({_default(TrainConfig, 'kernels')})")
     ops.add_argument("--ops", type=Path, metavar="DIR",
                      help="train with your own ops: every exercise of the workspace DIR that passes "
                           "its check (srsan-np exercises), the textbook ops for the rest (default: "
                           "none, --kernels)")
-    p.add_argument("--no-baselines", action="store_true",
-                   help="do not fit and print the baselines (default: printed)")
-    p.add_argument("--bootstrap", type=integer(0), default=1000, metavar="N",
-                   help="bootstrap resamples for the test uncertainty (0: none; default 1000)")
-    p.set_defaults(func=_run)

@@ -121,5 +121,11 @@ def split_validation(sessions: Sessions, fraction: float, seed: int) -> tuple[Se
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"validation fraction must be in (0, 1), got {fraction}")
     order = np.random.default_rng(seed).permutation(len(sessions))
-    n_train = int(np.round(len(sessions) * (1.0 - fraction)))
+    n_train, _ = validation_sizes(len(sessions), fraction)
     return sessions.subset(order[:n_train]), sessions.subset(order[n_train:])
+
+
+def validation_sizes(n: int, fraction: float) -> tuple[int, int]:
+    """How many of ``n`` examples :func:`split_validation` keeps to train and holds out."""
+    n_train = int(np.round(n * (1.0 - fraction))) if fraction > 0 else n
+    return n_train, n - n_train

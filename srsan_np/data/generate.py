@@ -59,7 +59,7 @@ from __future__ import annotations
 import calendar
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import numpy as np
 from numba import njit
@@ -188,16 +188,32 @@ def _walk(starts, topic_item, noise_item, successor_pick, mechanism, earlier, su
     return out
 
 
-def generate_blocks(config: GeneratorConfig, seed: int = 0) -> Iterator[Clicks]:
-    """Yield the log block by block (``SESSIONS_PER_BLOCK`` sessions each), in file order.
+class _Catalogue(NamedTuple):
+    """The items of a generated log: topics, popularity, raw ids, favourite successors."""
 
-    Item ids in the yielded clicks are the raw ids written to the file; ``date`` is the
-    session's day (UTC seconds) and ``timeframe`` milliseconds since the session started.
-    """
-    rng = np.random.Generator(np.random.PCG64(seed))
+    topic_sizes: np.ndarray  # (K,) items per topic
+    topic_start: np.ndarray  # (K + 1,) the first item of each topic
+    raw_id: np.ndarray  # (V,) the id written to the file
+    topic_cdf: np.ndarray  # (K,) the topics' popularity
+    within_cdf: list  # per topic size m: the popularity of its m items
+    global_cdf: np.ndarray  # (V,) every item's popularity, for noise clicks
+    successors: np.ndarray  # (V, n_successors)
+
+
+def _topic_items(catalogue, topics, rng):
+    """An item of each of ``topics``, drawn by popularity within its topic."""
+    sizes = catalogue.topic_sizes[topics]
+    ranks = np.empty(len(topics), dtype=np.int64)
+    for m in np.unique(sizes):
+        hit = sizes == m
+        ranks[hit] = _draw(catalogue.within_cdf[m], rng, hit.sum())
+    return catalogue.topic_start[topics] + ranks
+
+
+def _catalogue(config, rng):
+    """Items 0..V-1 in topic-major order: topic t owns a contiguous run of items, its
+    popular ones first. Raw ids are a random injection into a wide id range."""
     V, K = config.n_items, config.n_topics
-    # Items 0..V-1 in topic-major order: topic t owns a contiguous run of items, its
-    # popular ones first. Raw ids are a random injection into a wide id range.
     topic_sizes = np.full(K, V // K)
     topic_sizes[: V % K] += 1
     topic_start = np.concatenate([[0], np.cumsum(topic_sizes)])
@@ -209,43 +225,55 @@ def generate_blocks(config: GeneratorConfig, seed: int = 0) -> Iterator[Clicks]:
     item_weight = np.concatenate([np.diff(np.concatenate([[0.0], within_cdf[m]])) * topic_weight[t]
                                   for t, m in enumerate(topic_sizes)])
     global_cdf = np.cumsum(item_weight) / item_weight.sum()
-
-    def topic_items(topics: np.ndarray) -> np.ndarray:
-        sizes = topic_sizes[topics]
-        ranks = np.empty(len(topics), dtype=np.int64)
-        for m in np.unique(sizes):
-            hit = sizes == m
-            ranks[hit] = _draw(within_cdf[m], rng, hit.sum())
-        return topic_start[topics] + ranks
-
+    catalogue = _Catalogue(topic_sizes, topic_start, raw_id, topic_cdf, within_cdf, global_cdf,
+                           None)
     # Each item's favourite successors: mostly its own topic, sometimes anywhere.
     item_topic = np.repeat(np.arange(K), topic_sizes)
-    successors = topic_items(np.repeat(item_topic, config.n_successors)).reshape(V, config.n_successors)
+    successors = _topic_items(catalogue, np.repeat(item_topic, config.n_successors),
+                              rng).reshape(V, config.n_successors)
     elsewhere = rng.random(successors.shape) < 0.2
     successors[elsewhere] = _draw(global_cdf, rng, elsewhere.sum())
+    return catalogue._replace(successors=successors)
 
+
+def _session_items(config, catalogue, rng, S, lengths):
+    """The clicks of ``S`` sessions of ``lengths`` clicks, then the cues planted in some
+    of them: ``(raw ids, session starts)``."""
+    if config.p_cue > 0:  # drawn only then, so that a log without cues is unchanged
+        cued = rng.random(S) < config.p_cue
+        distance = rng.integers(config.cue_distance[0], config.cue_distance[1] + 1, size=S)
+        pair = rng.integers(0, config.n_cues, size=S)
+        lengths = np.where(cued, np.maximum(lengths, distance - 1), lengths)  # room for d - 1 distractors
+        before = rng.integers(0, np.maximum(lengths - distance + 2, 1))  # clicks before the cue
+    starts = np.concatenate([[0], np.cumsum(lengths)])
+    N = int(starts[-1])
+    intent = _draw(catalogue.topic_cdf, rng, S)
+    items = _walk(starts, _topic_items(catalogue, np.repeat(intent, lengths), rng),
+                  _draw(catalogue.global_cdf, rng, N),
+                  rng.integers(0, config.n_successors, size=N), rng.random(N), rng.random(N),
+                  catalogue.successors, config.p_repeat, config.p_transition, config.p_noise)
+    items = catalogue.raw_id[items]
+    if config.p_cue > 0:
+        cues, answers = cue_pairs(config)
+        items, starts = _plant(starts, items, cued, before, distance, cues[pair], answers[pair])
+    return items, starts
+
+
+def generate_blocks(config: GeneratorConfig, seed: int = 0) -> Iterator[Clicks]:
+    """Yield the log block by block (``SESSIONS_PER_BLOCK`` sessions each), in file order.
+
+    Item ids in the yielded clicks are the raw ids written to the file; ``date`` is the
+    session's day (UTC seconds) and ``timeframe`` milliseconds since the session started.
+    """
+    rng = np.random.Generator(np.random.PCG64(seed))
+    catalogue = _catalogue(config, rng)
     first_session = 1
     for block_start in range(0, config.n_sessions, SESSIONS_PER_BLOCK):
         S = min(SESSIONS_PER_BLOCK, config.n_sessions - block_start)
         lengths = rng.geometric(1.0 / (1.0 + config.mean_extra_clicks), size=S)  # >= 1, mean 1 + extra
-        if config.p_cue > 0:  # drawn only then, so that a log without cues is unchanged
-            cued = rng.random(S) < config.p_cue
-            distance = rng.integers(config.cue_distance[0], config.cue_distance[1] + 1, size=S)
-            pair = rng.integers(0, config.n_cues, size=S)
-            lengths = np.where(cued, np.maximum(lengths, distance - 1), lengths)  # room for d - 1 distractors
-            before = rng.integers(0, np.maximum(lengths - distance + 2, 1))  # clicks before the cue
-        starts = np.concatenate([[0], np.cumsum(lengths)])
+        items, starts = _session_items(config, catalogue, rng, S, lengths)
+        lengths = np.diff(starts)
         N = int(starts[-1])
-        intent = _draw(topic_cdf, rng, S)
-        items = _walk(starts, topic_items(np.repeat(intent, lengths)), _draw(global_cdf, rng, N),
-                      rng.integers(0, config.n_successors, size=N), rng.random(N), rng.random(N),
-                      successors, config.p_repeat, config.p_transition, config.p_noise)
-        items = raw_id[items]
-        if config.p_cue > 0:
-            cues, answers = cue_pairs(config)
-            items, starts = _plant(starts, items, cued, before, distance, cues[pair], answers[pair])
-            lengths = np.diff(starts)
-            N = int(starts[-1])
         day = rng.integers(0, config.n_days, size=S)
         gaps = rng.integers(1_000, 120_000, size=N)
         session_of_click = np.repeat(np.arange(S), lengths)

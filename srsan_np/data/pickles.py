@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from srsan_np.data.store import DataError, Dataset, Sessions
-from srsan_np.files import atomic_directory
+from srsan_np.files import atomic_directory, write_marker
 
 ALLOWED_OPCODES = frozenset({
     "PROTO", "FRAME", "STOP", "MARK", "POP", "POP_MARK",
@@ -121,9 +121,10 @@ def write_pickle_files(dataset: Dataset, directory, all_train_seq=None) -> None:
              "all_train_seq.txt": [items[a:b] for a, b in zip(offsets[:-1], offsets[1:])]}
     for name, obj in files.items():
         (directory / name).write_bytes(pickle.dumps(obj, protocol=PROTOCOL))
+    write_marker(directory, "pickles", files)
 
 
 def export_pickles(dataset: Dataset, directory, all_train_seq=None) -> None:
     """Write ``train.txt``, ``test.txt``, ``all_train_seq.txt`` as the original code expects, atomically."""
-    with atomic_directory(directory) as tmp:
+    with atomic_directory(directory, "pickles") as tmp:
         write_pickle_files(dataset, tmp, all_train_seq)

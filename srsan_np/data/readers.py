@@ -24,15 +24,22 @@ but only UTC makes the numbers independent of the machine.
 from __future__ import annotations
 
 import calendar
+import os
+import stat
 import time
 from pathlib import Path
 from typing import NamedTuple, Optional
 
 import numpy as np
 
+from srsan_np import memory
 from srsan_np.data.store import DataError
 
 BLOCK_BYTES = 16 << 20
+# The bytes preparing a log takes per byte of it, at most: its four int64 columns (about a
+# byte of array per byte of text), the sorts and copies of the preprocessing, and every
+# session's prefixes, which hold more clicks than the session itself.
+RAW_BYTES_PER_BYTE = 8
 
 
 class Clicks(NamedTuple):
@@ -115,8 +122,21 @@ def _shown(value: bytes, limit: int = 60) -> str:
 
 
 def _to_int(column: list, name: str, lines: np.ndarray, where: str) -> np.ndarray:
+    """Decimal integers, strictly: an optional ``-`` and digits. NumPy's own conversion, as
+    Python's ``int``, would also take `` 1_0`` (as 10) and ``+3``: ids the original code,
+    which keeps them as strings, tells apart from ``10`` and ``3``."""
+    text = np.array(column)
+    chars = text.view(np.uint8).reshape(len(text), -1)  # (N, width), zero-padded
+    digit = (chars >= ord("0")) & (chars <= ord("9"))
+    sign = (chars[:, 0] == ord("-")) & (digit[:, 1] if chars.shape[1] > 1 else False)
+    digits_or_padding = digit | (chars == 0)
+    strict = digits_or_padding.all(1) & digit[:, 0] | sign & digits_or_padding[:, 1:].all(1)
+    bad = np.flatnonzero(~strict)
+    if len(bad):
+        raise DataError(f"{where}: line {lines[bad[0]]}: {name} {_shown(column[bad[0]])} is not "
+                        f"an integer (digits, and a leading '-' at most)")
     try:
-        return np.array(column).astype(np.int64)
+        return text.astype(np.int64)
     except (ValueError, OverflowError):
         for value, line in zip(column, lines):
             try:
@@ -201,8 +221,17 @@ def _open_with_header(path):
     """``(path, file, first line, offset of the first line)``, or DataError for a file that
     is missing, empty, compressed or not text. A UTF-8 byte-order mark is skipped."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        raise DataError(f"{path}: no such file") from None
+    if stat.S_ISDIR(mode):
+        raise DataError(f"{path}: a directory, not a click log (give the log's file)")
+    if not stat.S_ISREG(mode):
+        raise DataError(f"{path}: not a regular file (a FIFO, a device or a socket); srsan-np "
+                        f"reads a click log from a file")
+    memory.check(RAW_BYTES_PER_BYTE * os.stat(path).st_size, f"{path}: preparing it needs",
+                 " (prepare a fraction of it: preprocess --fraction, or a smaller log)")
     f = open(path, "rb")
     header = f.readline(1 << 16)
     start = len(_BOM) if header.startswith(_BOM) else 0

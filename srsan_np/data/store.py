@@ -7,8 +7,9 @@ items[offsets[i]:offsets[i + 1]]``. Nothing is padded on disk; padding happens p
 (see ``batching.py``).
 
 A directory written by :func:`save_dataset` holds ``train.npz``, ``test.npz`` (arrays
-``items``, ``offsets``, ``targets``, ``n_items``), ``stats.json`` and the marker
-``.srsan-np`` that says srsan-np wrote it (see ``srsan_np/files.py``).
+``items``, ``offsets``, ``targets``, ``n_items``), ``stats.json``, ``raw_ids.npy`` when the
+log's ids are known, and the marker ``.srsan-np`` that lists what srsan-np wrote there
+(see ``srsan_np/files.py``): written again, it replaces those entries and keeps the rest.
 """
 
 from __future__ import annotations
@@ -23,10 +24,13 @@ import numpy as np
 from numba import njit
 
 from srsan_np.errors import DataError
-from srsan_np.files import atomic_directory, read_json, write_marker
+from srsan_np import files, memory
 
 
-LAYOUT = ("train.npz", "test.npz", "stats.json")  # a dataset directory's files
+# a dataset directory from before markers listed their entries: recognised by its three
+# files; what it wrote
+LAYOUT = files.Layout(("train.npz", "test.npz", "stats.json"),
+                      ("train.npz", "test.npz", "stats.json", "raw_ids.npy", "pickles/"))
 
 
 @dataclass(frozen=True)
@@ -48,10 +52,11 @@ class Sessions:
     targets: np.ndarray
 
     def __post_init__(self):
-        # Normalise dtypes once so every consumer can rely on them.
-        object.__setattr__(self, "items", np.ascontiguousarray(self.items, dtype=np.int32))
-        object.__setattr__(self, "offsets", np.ascontiguousarray(self.offsets, dtype=np.int64))
-        object.__setattr__(self, "targets", np.ascontiguousarray(self.targets, dtype=np.int32))
+        # Normalise dtypes once so every consumer can rely on them -- after checking that
+        # the values are integers that fit: a cast would wrap 2**32 + 1 to 1 and cut 1.7 to 1.
+        for name, dtype in (("items", np.int32), ("offsets", np.int64), ("targets", np.int32)):
+            object.__setattr__(self, name, np.ascontiguousarray(
+                _checked(np.asarray(getattr(self, name)), dtype, f"Sessions.{name}"), dtype=dtype))
         offsets = self.offsets
         if offsets.ndim != 1 or len(offsets) != len(self.targets) + 1:
             raise ValueError(f"Sessions: offsets must have shape (n + 1,) = ({len(self.targets) + 1},), "
@@ -132,6 +137,19 @@ def _checked_int32(values: np.ndarray, what: str) -> np.ndarray:
     return values.astype(np.int32)
 
 
+def _checked(values: np.ndarray, dtype, what: str) -> np.ndarray:
+    """``values``, if they are integers that ``dtype`` holds (ValueError naming ``what``
+    otherwise): checked before any cast, which would wrap or truncate them silently."""
+    if values.dtype == dtype:
+        return values
+    if values.dtype.kind not in "iub":
+        raise ValueError(f"{what} must be integers, got {values.dtype}")
+    info = np.iinfo(dtype)
+    if values.size and (int(values.min()) < info.min or int(values.max()) > info.max):
+        raise ValueError(f"{what} outside the {np.dtype(dtype).name} range {info.min}..{info.max}")
+    return values
+
+
 @dataclass(frozen=True)
 class Dataset:
     """A prepared dataset: training and test examples over items ``1..n_items`` (0 = padding).
@@ -167,18 +185,20 @@ def write_dataset_files(dataset: Dataset, directory) -> None:
         np.save(directory / "raw_ids.npy", dataset.raw_ids)
     stats = dict(dataset.stats, n_items=int(dataset.n_items))
     (directory / "stats.json").write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n")
-    write_marker(directory, "dataset")
 
 
 def save_dataset(dataset: Dataset, directory) -> None:
-    """Write ``train.npz``, ``test.npz`` and ``stats.json`` into ``directory``, atomically."""
-    with atomic_directory(directory) as tmp:
+    """Write ``train.npz``, ``test.npz`` and ``stats.json`` into ``directory``, atomically:
+    a new or empty directory, or one srsan-np prepared, whose other entries are kept
+    (:func:`srsan_np.files.atomic_directory`)."""
+    with files.atomic_directory(directory, "dataset", LAYOUT, flag="directory") as tmp:
         write_dataset_files(dataset, tmp)
 
 
 def _read_split(path: Path) -> tuple[Sessions, int]:
     if not path.is_file():
         raise DataError(f"{path}: missing (a prepared dataset directory holds train.npz, test.npz, stats.json)")
+    memory.check_stored(path)  # before anything is inflated
     try:
         # allow_pickle=False: a .npz may not smuggle objects in.
         with np.load(path, allow_pickle=False) as z:
@@ -200,12 +220,15 @@ def load_dataset(directory) -> Dataset:
     directory = Path(directory)
     if not directory.is_dir():
         raise DataError(f"{directory}: no such dataset directory")
+    if files.incomplete(directory):
+        raise DataError(f"{directory}: its files were being replaced when srsan-np stopped; "
+                        f"prepare it again (srsan-np preprocess --overwrite)")
     train, n_items = _read_split(directory / "train.npz")
     test, n_items_test = _read_split(directory / "test.npz")
     if n_items != n_items_test:
         raise DataError(f"{directory}: train.npz says {n_items} items, test.npz {n_items_test}")
     stats_path = directory / "stats.json"
-    stats = read_json(stats_path) if stats_path.is_file() else {}
+    stats = files.read_json(stats_path) if stats_path.is_file() else {}
     if not isinstance(stats, dict):
         raise DataError(f"{stats_path}: expected a JSON object, found {type(stats).__name__}")
     return Dataset(train, test, n_items, stats, load_raw_ids(directory / "raw_ids.npy", n_items))
@@ -225,6 +248,7 @@ def load_raw_ids(path, n_items=None):
     path = Path(path)
     if not path.is_file():
         return None
+    memory.check_stored(path)
     try:
         raw_ids = np.load(path, allow_pickle=False)
     except Exception as e:  # a truncated or foreign file

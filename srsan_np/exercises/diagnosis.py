@@ -127,6 +127,32 @@ def _invariants(got, invariants):
     return "".join(f"; {inv.says}" for inv in invariants if not inv.holds(got))
 
 
+def _wrong_shape(name, got, true, scale, rtol):
+    """What a ``got`` of another shape than ``true`` is: transposed, reshaped, or wrong."""
+    if got.ndim == true.ndim and got.ndim > 1:
+        for axes in itertools.permutations(range(got.ndim)):
+            moved = got.transpose(axes)
+            if moved.shape == true.shape and np.isfinite(moved).all() \
+                    and _fits(moved, true, scale, rtol):
+                return (f"{name} is transposed: shape {got.shape}, expected {true.shape} "
+                        f"(axes {axes} of yours give the true gradient)")
+    message = f"{name} has the wrong shape {got.shape}, expected {true.shape}"
+    if got.size == true.size and _fits(got.reshape(true.shape), true, scale, rtol):
+        message += " (the values are right: a reshape, or a keepdims, too many)"
+    return message
+
+
+def _not_finite(name, got):
+    """Where ``got`` holds NaN or inf, and what usually puts them there."""
+    bad = ~np.isfinite(got)
+    kinds = " and ".join(k for k, m in (("NaN", np.isnan(got)), ("inf", np.isinf(got)))
+                         if m.any())
+    where = np.unravel_index(np.argmax(bad), got.shape)
+    return (f"{name} has {kinds} in {int(bad.sum())} of {got.size} entries (first at "
+            f"{tuple(map(int, where))}): a division by zero, a log or sqrt of a "
+            f"non-positive number, or an overflowing exp?")
+
+
 def diagnose(name, got, true, hints=Hints(), dtype=None, rtol=RTOL, exact=None,
              noun="gradient") -> str:
     """One sentence on how ``got`` differs from ``true`` (assumed to differ).
@@ -145,27 +171,11 @@ def diagnose(name, got, true, hints=Hints(), dtype=None, rtol=RTOL, exact=None,
     got = np.asarray(got)
     scale = max(float(np.max(np.abs(true))) if true.size else 0.0, 1e-300)
     if got.shape != true.shape:
-        if got.ndim == true.ndim and got.ndim > 1:
-            for axes in itertools.permutations(range(got.ndim)):
-                moved = got.transpose(axes)
-                if moved.shape == true.shape and np.isfinite(moved).all() \
-                        and _fits(moved, true, scale, rtol):
-                    return (f"{name} is transposed: shape {got.shape}, expected {true.shape} "
-                            f"(axes {axes} of yours give the true gradient)")
-        message = f"{name} has the wrong shape {got.shape}, expected {true.shape}"
-        if got.size == true.size and _fits(got.reshape(true.shape), true, scale, rtol):
-            message += " (the values are right: a reshape, or a keepdims, too many)"
-        return message
+        return _wrong_shape(name, got, true, scale, rtol)
     if got.dtype.kind not in "fiub":
         return f"{name} has dtype {got.dtype}, expected {dtype}"
-    bad = ~np.isfinite(got)
-    if bad.any():
-        kinds = " and ".join(k for k, m in (("NaN", np.isnan(got)), ("inf", np.isinf(got)))
-                             if m.any())
-        where = np.unravel_index(np.argmax(bad), got.shape)
-        return (f"{name} has {kinds} in {int(bad.sum())} of {got.size} entries (first at "
-                f"{tuple(map(int, where))}): a division by zero, a log or sqrt of a "
-                f"non-positive number, or an overflowing exp?")
+    if not np.isfinite(got).all():
+        return _not_finite(name, got)
     if got.dtype != dtype:
         return (f"{name} has dtype {got.dtype}, expected {dtype}: return the dtype of what it "
                 f"differentiates (allocate with x.dtype, np.zeros_like(x); a bare np.zeros is "

@@ -17,7 +17,7 @@ __all__ = ["run_figures"]
 
 def run_figures(top):
     """``{file name: draw(path)}`` for the run ``top``; with one run per learning rate, the
-    curves of every rate (from its ``metrics.csv``) and the rest of the chosen rate's run
+    curves of every rate (from its metrics, :meth:`srsan_np.run.Run.metrics`) and the rest of the chosen rate's run
     (:meth:`srsan_np.run.Run.plotted`)."""
     run = top.plotted()
     history, selected = run.history()
@@ -30,7 +30,7 @@ def run_figures(top):
         metrics = metrics or list(history[0]["test"])[:2]  # a select the metrics do not have
         runs = {f"lr {rate}": records for rate, records in (top.metrics() or {}).items()}
         chosen = f"lr {configs['train']['lr']:g}" if configs and len(runs) > 1 else None
-        if chosen not in runs:  # one rate, or no metrics.csv (a run from before it)
+        if chosen not in runs:  # one rate, or no metrics (a run from before them)
             runs, chosen = {"": history}, None
         figures["curves.png"] = lambda path: plots.training_curves(
             runs, metrics, selected, path, selected=chosen)

@@ -27,7 +27,7 @@ import tempfile
 from pathlib import Path
 
 __all__ = ["THREAD_SETTINGS", "configure_threads", "progress_bars", "exercises_directory",
-           "test_kill_point", "numba_cache_fallback"]
+           "child_environment", "test_kill_point", "numba_cache_fallback"]
 
 THREAD_SETTINGS = {
     # OpenMP workers (Numba's "omp" threading layer) sleep as soon as a parallel region ends
@@ -64,6 +64,11 @@ def exercises_directory() -> Path | None:
     """``SRSAN_EXERCISES``, the learner's workspace, or None if unset."""
     value = os.environ.get("SRSAN_EXERCISES")
     return Path(value) if value else None
+
+
+def child_environment(**changes) -> dict[str, str]:
+    """This process's environment with ``changes``: for a child process of srsan-np's."""
+    return {**os.environ, **changes}
 
 
 def test_kill_point() -> str | None:

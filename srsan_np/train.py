@@ -105,8 +105,8 @@ class TrainConfig:
             (len(set(self.lrs)) == len(self.lrs), "lr: a list of rates must not repeat one",
              ["lr"]),
             (len({f"{lr:g}" for lr in self.lrs}) == len(self.lrs), "lr: a list of rates must "
-             "differ in their first six digits, the precision that names each rate's run "
-             f"(lr-<rate>/): {', '.join(map(repr, self.lrs))} do not", ["lr"]),
+             "differ in their first six digits, the precision that names each rate's run: "
+             f"{', '.join(map(repr, self.lrs))} do not", ["lr"]),
             (len(self.lrs) == 1 or self.valid_fraction > 0, "a list of learning rates is chosen "
              "on validation: valid_fraction must be > 0", ["lr", "valid_fraction"]),
             (self.l2 >= 0, "l2 must be >= 0", ["l2"]),

@@ -36,7 +36,9 @@ _PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder that holds srs
 
 
 def _child_env():
-    env = dict(os.environ, NUMBA_NUM_THREADS="1")
+    from srsan_np.runtime import child_environment
+
+    env = child_environment(NUMBA_NUM_THREADS="1")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PACKAGE_ROOT),
                                                       env.get("PYTHONPATH")]))
     return env

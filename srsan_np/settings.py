@@ -92,6 +92,10 @@ def read_config(path):
 def merge(layers, n_items, longest=None, n_train=None):
     """``(model.Config, TrainConfig)`` from ``layers``, later ones on top.
 
+    The configurations must fit in what this process can allocate
+    (:func:`srsan_np.memory.check_training`: with ``n_items`` and ``longest`` from the data
+    once they are known).
+
     Parameters
     ----------
     layers : list of (str, dict)
@@ -104,10 +108,6 @@ def merge(layers, n_items, longest=None, n_train=None):
     n_train : int or None
         The data's training examples, which the validation split must leave some of and
         (with a split) take some of.
-
-    The configurations must fit in what this process can allocate
-    (:func:`srsan_np.memory.check_training`: with ``n_items`` and ``longest`` from the data
-    once they are known).
 
     Raises
     ------

@@ -29,7 +29,8 @@ extensions = [
 root_doc = "README"
 external_toc_path = "book/_toc.yml"
 external_toc_exclude_missing = False
-exclude_patterns = [".*", "**/.*", "_build", "**/.ipynb_checkpoints"]  # not even walked
+exclude_patterns = [".*", "**/.*", "_build", "**/.ipynb_checkpoints", "tests", "benchmarks",
+                    "runs", "srsan-exercises"]  # not even walked
 
 myst_enable_extensions = ["dollarmath", "amsmath"]
 myst_dmath_double_inline = True  # $$...$$ inside a paragraph or a list item, as GitHub reads it

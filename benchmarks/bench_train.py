@@ -20,8 +20,9 @@ this runs on are shared (other jobs move absolute times by 2-5x from minute to m
   ``NUMBA_CACHE_DIR`` (cold) and again with the cache it filled (warm).
 - **a script against the command line**: the fast step timed in fresh interpreters, one a
   plain script of the Python API (no ``configure_threads()``, none of its environment
-  variables), one with the command line's settings, in turn, several rounds: the script's
-  median step over the command line's.
+  variables), one with the command line's settings, back to back, several pairs (which goes
+  first alternates): the median of the pairs' ratios, script over command line; the same
+  for evaluation batches (2,000 test prefixes scored and ranked).
 - **diagnostics**: the training diagnostics' hooks (:mod:`srsan_np.diagnostics`) timed
   within steps interleaved with plain ones, their mean per step plus the per-epoch part
   spread over an epoch's steps, as a fraction of the plain step (``--diagnostics``).
@@ -396,29 +397,40 @@ API_STEP = textwrap.dedent("""
         start = time.perf_counter()
         optimizer.step(model.loss_and_grads(params, batch, config, rng)[1])
         times.append(time.perf_counter() - start)
-    print(np.median(times[3:]) * 1e3)
+    from srsan_np.evaluate import evaluate_ranks
+    from srsan_np.train import model_scorer
+    test = dataset.test.subset(np.arange(min(len(dataset.test), 2000)))
+    evaluate_ranks(model_scorer(params, config, test), test)  # compile, warm
+    start = time.perf_counter()
+    evaluate_ranks(model_scorer(params, config, test), test)
+    print(np.median(times[3:]) * 1e3, (time.perf_counter() - start) / (len(test) / 100) * 1e3)
 """)
 
 
 def measure_api_vs_cli(dataset, reps, rounds):
     """The fast step's median (ms) in a plain script and with the command line's settings,
-    fresh interpreters in turn, ``rounds`` each; the script's over the command line's."""
+    fresh interpreters back to back, ``rounds`` pairs (which goes first alternates); the
+    median of the pairs' ratios, script over command line."""
     from srsan_np.data import save_dataset
     from srsan_np.runtime import THREAD_SETTINGS
 
     plain_env = {k: v for k, v in os.environ.items() if k not in THREAD_SETTINGS}
-    times = {"api": [], "cli": []}
+    times = {"api": [], "cli": []}  # (step, evaluation batch) ms per process
     with tempfile.TemporaryDirectory() as tmp:
         save_dataset(dataset, Path(tmp) / "data")
-        for _ in range(rounds):
-            for how in ("api", "cli"):
+        for i in range(rounds):
+            for how in ("api", "cli") if i % 2 == 0 else ("cli", "api"):
                 res = subprocess.run([sys.executable, "-c", API_STEP, how, str(Path(tmp) / "data"),
                                       str(reps)], env=plain_env, check=True, capture_output=True,
                                      text=True)
-                times[how].append(float(res.stdout))
-    api, cli = float(np.median(times["api"])), float(np.median(times["cli"]))
-    return {"api_step_ms": api, "cli_step_ms": cli, "api_vs_cli": api / cli,
-            "api_vs_cli_rounds": [a / c for a, c in zip(times["api"], times["cli"])]}
+                times[how].append([float(x) for x in res.stdout.split()])
+    api, cli = np.array(times["api"]), np.array(times["cli"])  # (rounds, 2)
+    ratios = api / cli
+    return {"api_step_ms": float(np.median(api[:, 0])), "cli_step_ms": float(np.median(cli[:, 0])),
+            "api_vs_cli": float(np.median(ratios[:, 0])), "api_vs_cli_rounds": list(ratios[:, 0]),
+            "api_eval_ms": float(np.median(api[:, 1])), "cli_eval_ms": float(np.median(cli[:, 1])),
+            "api_vs_cli_eval": float(np.median(ratios[:, 1])),
+            "api_vs_cli_eval_rounds": list(ratios[:, 1])}
 
 
 def measure_memory(n_sessions=2_330_000):
@@ -507,7 +519,7 @@ def main() -> int:
     eval_batches = -(-n_valid // 100) + -(-len(dataset.test) // 100)
     results["epoch_extrapolated_s"] = (steps * (results["step_ms"] + results["batch_build_ms"])
                                        + eval_batches * results["eval_batch_ms"]) / 1e3
-    results.update(measure_api_vs_cli(dataset, reps, 2 if args.quick else 3))
+    results.update(measure_api_vs_cli(dataset, reps, 4 if args.quick else 8))
     if not args.quick:
         results.update(measure_compile())
         results.update(measure_memory())
@@ -548,9 +560,13 @@ def main() -> int:
         ("epoch, extrapolated", f"{results['epoch_extrapolated_s']:.0f} s "
          f"(target <= {TARGETS['epoch_extrapolated_s']:.0f})"),
         ("fast step, script / command line", f"{results['api_step_ms']:.1f} / "
-         f"{results['cli_step_ms']:.1f} ms = {results['api_vs_cli']:.3f} x (target <= "
-         f"{TARGETS['api_vs_cli']}; rounds "
+         f"{results['cli_step_ms']:.1f} ms; median of the pairs "
+         f"{results['api_vs_cli']:.3f} x (target <= {TARGETS['api_vs_cli']}; pairs "
          f"{', '.join(f'{r:.3f}' for r in results['api_vs_cli_rounds'])})"),
+        ("evaluation, script / command line", f"{results['api_eval_ms']:.1f} / "
+         f"{results['cli_eval_ms']:.1f} ms a batch; median of the pairs "
+         f"{results['api_vs_cli_eval']:.3f} x (pairs "
+         f"{', '.join(f'{r:.3f}' for r in results['api_vs_cli_eval_rounds'])})"),
     ]
     if not args.quick:
         rows += [

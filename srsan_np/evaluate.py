@@ -23,15 +23,17 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from srsan_np.fast.threads import split_among_threads
+
 __all__ = ["ranks_pessimistic", "metrics_from_ranks", "evaluate_ranks", "evaluate",
            "bootstrap_ci", "format_table", "top_k"]
 
 METRICS = ("HR", "MRR", "NDCG")
 
 
-@njit(cache=True, parallel=True)
-def _ranks_kernel(scores, target_cols, out):
-    """Pessimistic rank of each row's target; each thread owns whole rows.
+@njit(cache=True, nogil=True)
+def _ranks_kernel(scores, target_cols, out, lo, hi):
+    """Pessimistic rank of the target of each row ``lo..hi-1``.
 
     Counting ``s_j >= s_t`` over all j includes the target itself, so the count *is*
     ``1 + #{j != t : s_j >= s_t}``. A NaN ``s_j`` compares false (it counts as -inf); a
@@ -42,9 +44,9 @@ def _ranks_kernel(scores, target_cols, out):
     eight streams keep more memory requests in flight than one read front to back, so the
     pass reads at the speed of a BLAS read of the same array (docs/performance.md).
     """
-    n_rows, n_items = scores.shape
+    n_items = scores.shape[1]
     q = n_items // 8  # the length of each eighth
-    for b in prange(n_rows):
+    for b in range(lo, hi):
         s_t = scores[b, target_cols[b]]
         if np.isnan(s_t) or s_t == -np.inf:
             out[b] = n_items
@@ -93,7 +95,10 @@ def ranks_pessimistic(scores, targets):
         raise ValueError(f"ranks_pessimistic: targets must be item ids in 1..{n_items}, "
                          f"got range {targets.min()}..{targets.max()}")
     out = np.empty(scores.shape[0], dtype=np.int64)
-    _ranks_kernel(np.ascontiguousarray(scores), targets.astype(np.int64) - 1, out)
+    # rows shared among threads that wait, not spin, when idle: the scores' next product
+    # has the cores to itself
+    scores, target_cols = np.ascontiguousarray(scores), targets.astype(np.int64) - 1
+    split_among_threads(lambda lo, hi: _ranks_kernel(scores, target_cols, out, lo, hi), len(out))
     return out
 
 

@@ -30,7 +30,7 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 __all__ = ["BLOCK", "blas_on_one_thread", "blas_threads", "for_row_blocks", "n_blocks",
-           "switching"]
+           "split_among_threads", "switching"]
 
 # rows per block: a block of the scores (B columns) or of the table (D) stays in a core's cache
 BLOCK = 1024
@@ -86,36 +86,42 @@ def blas_on_one_thread():
             library.set_num_threads(n)
 
 
-_pool = None  # worker threads for for_row_blocks, created on first use
+_pool = None  # worker threads for split_among_threads, created on first use
+
+
+def split_among_threads(fn, n, *args, n_threads=None):
+    """``fn(lo, hi, *args)`` on contiguous ranges of ``0..n-1``, one per thread, and wait
+    for all; a worker's exception is raised here, once every worker is done.
+
+    ``n_threads`` defaults to Numba's thread count; the pool is made on first use, not on
+    import. ``fn`` should release the GIL (NumPy's products, ``nogil`` Numba loops) for the
+    threads to run at once. Idle workers wait on a queue: none spins on a core.
+    """
+    global _pool
+    n_threads = max(1, min(numba.get_num_threads() if n_threads is None else n_threads, n))
+    bounds = np.linspace(0, n, n_threads + 1).astype(int)
+    if n_threads == 1:
+        fn(0, n, *args)
+        return
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=numba.config.NUMBA_NUM_THREADS - 1,
+                                   thread_name_prefix="srsan-rows")
+    futures = [_pool.submit(fn, bounds[i], bounds[i + 1], *args) for i in range(1, n_threads)]
+    errors = []
+    try:
+        fn(bounds[0], bounds[1], *args)  # the calling thread takes the first range
+    except BaseException as error:  # raised below, once every worker is done
+        errors.append(error)
+    for future in futures:  # every worker finishes before the caller goes on
+        if future.exception() is not None:
+            errors.append(future.exception())
+    if errors:
+        raise errors[0]
 
 
 def for_row_blocks(fn, n_blocks, *args):
-    """``fn(lo, hi, *args)`` on contiguous ranges of ``0..n_blocks-1``, one per thread, and
-    wait for all; BLAS on one thread meanwhile (:func:`blas_on_one_thread`). Without
-    :func:`switching`, all of them on the calling thread.
-
-    The thread count is Numba's; the pool is made on first use, not on import. A worker's
-    exception is raised here.
-    """
-    global _pool
-    n_threads = max(1, min(numba.get_num_threads(), n_blocks)) if switching() else 1
-    bounds = np.linspace(0, n_blocks, n_threads + 1).astype(int)
+    """:func:`split_among_threads` over ``n_blocks`` blocks, BLAS on one thread meanwhile
+    (:func:`blas_on_one_thread`); without :func:`switching`, all of them on the calling
+    thread (BLAS on its own threads)."""
     with blas_on_one_thread():
-        if n_threads == 1:
-            fn(0, n_blocks, *args)
-            return
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=numba.config.NUMBA_NUM_THREADS - 1,
-                                       thread_name_prefix="srsan-rows")
-        futures = [_pool.submit(fn, bounds[i], bounds[i + 1], *args)
-                   for i in range(1, n_threads)]
-        errors = []
-        try:
-            fn(bounds[0], bounds[1], *args)  # the calling thread takes the first range
-        except BaseException as error:  # raised below, once every worker is done
-            errors.append(error)
-        for future in futures:  # every worker finishes before BLAS gets its threads back
-            if future.exception() is not None:
-                errors.append(future.exception())
-        if errors:
-            raise errors[0]
+        split_among_threads(fn, n_blocks, *args, n_threads=None if switching() else 1)

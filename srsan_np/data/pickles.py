@@ -67,11 +67,12 @@ def safe_load(path):
 FOLDER_FILES = ("train.txt", "all_train_seq.txt", "test.txt")
 
 
-def _ragged(lists, path, what) -> tuple[np.ndarray, np.ndarray]:
-    """``(items, offsets)`` of a list of lists of item ids; DataError naming the first bad one."""
+def _ragged(lists, path, what, shape) -> tuple[np.ndarray, np.ndarray]:
+    """``(items, offsets)`` of a list of lists of item ids; DataError naming the first bad
+    one, and the ``shape`` expected of the whole if it is not even a list of lists."""
     k = next((k for k, x in enumerate(lists) if not isinstance(x, list)), None)
     if k is not None:
-        raise DataError(f"{path}: {what} {k} is not a list of item ids")
+        raise DataError(f"{path}: {what} {k} is not a list of item ids (expected {shape})")
     offsets = np.zeros(len(lists) + 1, dtype=np.int64)
     np.cumsum(np.fromiter(map(len, lists), dtype=np.int64, count=len(lists)), out=offsets[1:])
     try:
@@ -102,7 +103,7 @@ def _examples(obj, path) -> Sessions:
     prefixes, targets = obj
     if len(prefixes) != len(targets):
         raise DataError(f"{path}: {len(prefixes)} prefixes but {len(targets)} targets")
-    items, offsets = _ragged(prefixes, path, "prefix")
+    items, offsets = _ragged(prefixes, path, "prefix", "(list_of_prefixes, list_of_targets)")
     empty = np.flatnonzero(np.diff(offsets) == 0)
     if len(empty):
         raise DataError(f"{path}: prefix {empty[0]} is empty")
@@ -119,9 +120,10 @@ def _expanded_sessions(obj, path) -> Sessions:
     SR-GNN's ``process_seqs`` makes them: for each session ``s`` in order, for ``i`` in
     ``1..len(s)-1``, the prefix ``s[:-i]`` and the target ``s[-i]``. A session shorter
     than 2 gives no example there, so none here."""
+    shape = "a list of sessions, each a list of item ids"
     if not isinstance(obj, list):
-        raise DataError(f"{path}: expected a list of sessions (lists of item ids)")
-    items, offsets = _ragged(obj, path, "session")
+        raise DataError(f"{path}: expected {shape}")
+    items, offsets = _ragged(obj, path, "session", shape)
     long_enough = np.flatnonzero(np.diff(offsets) >= 2)
     items, offsets = gather_ragged(items, offsets[long_enough], np.diff(offsets)[long_enough])
     return expand_prefixes(items, offsets)[0]

@@ -133,7 +133,8 @@ def _run_stats(args) -> int:
 
 
 def _add_stats(sub) -> None:
-    p = sub.add_parser("stats", help="print the statistics of a prepared dataset directory")
+    p = sub.add_parser("stats", help="print the statistics of a prepared dataset directory "
+                                     "(or of an SR-GNN folder of pickles)")
     p.add_argument("directory", type=Path)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_run_stats)
@@ -144,7 +145,8 @@ def _add_stats(sub) -> None:
 def _add_data_args(p) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--data", type=Path, metavar="DIR",
-                     help="a prepared dataset directory (see: srsan-np preprocess)")
+                     help="a prepared dataset directory (see: srsan-np preprocess), or an SR-GNN "
+                          "folder: train.txt or all_train_seq.txt, and test.txt")
     src.add_argument("--input", type=Path, metavar="RAW_FILE",
                      help="a raw click log, prepared on the fly (default: the built-in generated sample)")
     p.add_argument("--dataset", choices=["diginetica", "yoochoose"], default="diginetica",

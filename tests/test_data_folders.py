@@ -82,7 +82,7 @@ def test_a_prepared_directory_with_exported_pickles_stays_a_prepared_directory(t
     ({"all_train_seq": [[1, 2], [3, 0]], "test": TEST}, "session 1 holds the item id 0; ids must be 1.."),
     ({"all_train_seq": [[1, -4]], "test": TEST}, "session 0 holds the item id -4"),
     ({"all_train_seq": [[1, 2 ** 40]], "test": TEST}, f"session 0 holds the item id {2 ** 40}"),
-    ({"all_train_seq": [[1, 2 ** 70]], "test": TEST}, "session 0 is not a list of item ids"),
+    ({"all_train_seq": [[], [1, 2 ** 70]], "test": TEST}, "session 1 is not a list of item ids"),
     ({"all_train_seq": [[1], [2]], "test": TEST}, "all_train_seq.txt: no training examples"),
     ({"train": ([[1], [2, 3]], [2]), "test": TEST}, "train.txt: 2 prefixes but 1 targets"),
     ({"train": ([[1], []], [2, 3]), "test": TEST}, "train.txt: prefix 1 is empty"),

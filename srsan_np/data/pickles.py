@@ -79,7 +79,7 @@ def _ragged(lists, path, what, shape) -> tuple[np.ndarray, np.ndarray]:
         items = np.fromiter((i for x in lists for i in x), dtype=np.int64, count=int(offsets[-1]))
     except (TypeError, ValueError, OverflowError):  # a nested list, or an id beyond int64
         k = next(k for k, x in enumerate(lists) if not all(isinstance(i, int) for i in x)
-                 or max(map(abs, x)) >= 2 ** 63)
+                 or max(map(abs, x), default=0) >= 2 ** 63)
         raise DataError(f"{path}: {what} {k} is not a list of item ids") from None
     _check_ids(items, offsets, path, what)
     return items, offsets

@@ -112,7 +112,7 @@ def test_import_rejects_wrong_shapes(tmp_path):
         import_pickles(tmp_path)
     (tmp_path / "train.txt").write_bytes(pickle.dumps(([[1, 2], [0]], [3, 1])))
     (tmp_path / "test.txt").write_bytes(pickle.dumps(([], [])))
-    with pytest.raises(DataError, match=">= 1"):
+    with pytest.raises(DataError, match="prefix 1 holds the item id 0"):
         import_pickles(tmp_path)
     (tmp_path / "train.txt").write_bytes(b"\x80\x04\x95")
     with pytest.raises(DataError, match="not a readable pickle"):

@@ -31,7 +31,8 @@ def add_data_args(p) -> None:
 
     src = p.add_mutually_exclusive_group()
     src.add_argument("--data", type=Path, metavar="DIR",
-                     help="a prepared dataset directory (see: srsan-np preprocess; default: "
+                     help="a prepared dataset directory (see: srsan-np preprocess), or an "
+                          "SR-GNN folder: train.txt or all_train_seq.txt, and test.txt (default: "
                           "the built-in generated sample)")
     src.add_argument("--input", type=Path, metavar="RAW_FILE",
                      help="a raw click log, prepared on the fly (default: the built-in generated sample)")

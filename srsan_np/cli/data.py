@@ -89,8 +89,10 @@ def _stats(args) -> int:
 
 
 def add_stats(sub) -> None:
-    p = sub.add_parser("stats", help="print the statistics of a prepared dataset directory")
-    p.add_argument("directory", type=Path, help="a prepared dataset directory")
+    p = sub.add_parser("stats", help="print the statistics of a prepared dataset directory "
+                                     "(or of an SR-GNN folder of pickles)")
+    p.add_argument("directory", type=Path, help="a prepared dataset directory, or an SR-GNN "
+                   "folder: train.txt or all_train_seq.txt, and test.txt")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table (default: a table)")
     p.set_defaults(func=_stats)
 

@@ -243,6 +243,9 @@ def _open_with_header(path):
         problem = "gzip-compressed: decompress it first (gunzip)"
     elif header.startswith((b"PK\x03\x04", b"BZh", b"\xfd7zXZ")):
         problem = "an archive or compressed file: extract the click log first"
+    elif header.startswith(b"\x80"):
+        problem = ("a pickle, not a click log: an SR-GNN dataset file? Give its folder as a "
+                   "prepared dataset (--data DIR)")
     elif b"\x00" in header or not header.endswith(b"\n") and len(header) == 1 << 16:
         problem = "not a text click log (binary data, or a first line longer than 64 KB)"
     else:

@@ -181,17 +181,14 @@ _FLAGS = {"n_items": "--n-items", "hidden": "--hidden", "layers": "--layers",
           "batch_size": "--batch-size"}
 
 
-def _culprit(sizes, fields):
+def _culprit(sizes, fields, model_config, train_config):
     """The one of ``fields`` that, at its default (``n_items``: 1), saves the most."""
-    from srsan_np.model import Config
-    from srsan_np.train import TrainConfig
-
     def total(z):
         return sum(n for n, _ in _parts(z).values())
 
     def default(field):
-        config = TrainConfig if field == "batch_size" else Config
-        return 1 if field == "n_items" else config.__dataclass_fields__[field].default
+        config = train_config if field == "batch_size" else model_config
+        return 1 if field == "n_items" else type(config).__dataclass_fields__[field].default
 
     return max(fields, key=lambda f: -total({**sizes, f: min(sizes[f], default(f))}))
 
@@ -207,7 +204,8 @@ def check_training(model_config, train_config, longest=None, n_examples=None) ->
         fields = parts[max(parts, key=lambda p: parts[p][0])][1]
         breakdown = ", ".join(f"{part} {describe(n)}" for part, (n, _) in parts.items())
         raise ConfigError(f"{said} ({breakdown}): lower "
-                          f"{' or '.join(_FLAGS[f] for f in fields)}", [_culprit(sizes, fields)])
+                          f"{' or '.join(_FLAGS[f] for f in fields)}",
+                          [_culprit(sizes, fields, model_config, train_config)])
 
 
 # --------------------------------------------------------------------------- array files

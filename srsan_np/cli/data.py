@@ -77,7 +77,7 @@ def add_preprocess(sub) -> None:
 
 
 def _stats(args) -> int:
-    from srsan_np.data.store import load_dataset
+    from srsan_np.data import load_dataset
     dataset = load_dataset(args.directory)
     stats = dict(dataset.stats, n_items=dataset.n_items, n_train=len(dataset.train), n_test=len(dataset.test),
                  mean_prefix_length_train=float(dataset.train.lengths().mean()) if len(dataset.train) else 0.0)

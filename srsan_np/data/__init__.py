@@ -6,7 +6,20 @@ from __future__ import annotations
 from srsan_np.data.batching import Batch, iterate_batches, make_batch, split_validation
 from srsan_np.data.generate import generate_clicks
 from srsan_np.data.preprocess import preprocess
-from srsan_np.data.store import DataError, Dataset, Sessions, load_dataset, save_dataset
+from pathlib import Path
+
+from srsan_np.data.pickles import import_pickles, is_pickle_folder
+from srsan_np.data.store import DataError, Dataset, Sessions, load_prepared, save_dataset
+
+
+def load_dataset(directory) -> Dataset:
+    """A dataset directory: one ``srsan-np preprocess`` (:func:`save_dataset`) wrote, or a
+    folder of the original code's pickles (``train.txt`` or ``all_train_seq.txt``, and
+    ``test.txt``; :func:`srsan_np.data.pickles.import_pickles`), told apart by what it
+    holds."""
+    if not (Path(directory) / "train.npz").exists() and is_pickle_folder(directory):
+        return import_pickles(directory)
+    return load_prepared(directory)
 
 
 def sample_dataset(seed: int = 0, preset: str = "sample") -> Dataset:

@@ -10,7 +10,7 @@ A directory written by :func:`save_dataset` holds ``train.npz``, ``test.npz`` (a
 ``items``, ``offsets``, ``targets``, ``n_items``), ``stats.json``, ``raw_ids.npy`` when the
 log's ids are known, and the marker ``.srsan-np`` that lists what srsan-np wrote there
 (see ``srsan_np/files.py``): written again, it replaces those entries and keeps the rest.
-:func:`load_dataset` also reads a folder of the original code's pickles
+:func:`srsan_np.data.load_dataset` reads it, or a folder of the original code's pickles
 (``srsan_np/data/pickles.py``), telling which it is given by what it holds.
 """
 
@@ -218,21 +218,15 @@ def _read_split(path: Path) -> tuple[Sessions, int]:
     return sessions, n_items
 
 
-def load_dataset(directory) -> Dataset:
-    """Read a dataset directory: one written by :func:`save_dataset`, or a folder of the
-    original code's pickles (``train.txt`` or ``all_train_seq.txt``, and ``test.txt``;
-    :func:`srsan_np.data.pickles.import_pickles`), told apart by what it holds."""
-    # pickles builds on this module, so it is imported when a folder needs it
-    from srsan_np.data.pickles import import_pickles, is_pickle_folder
-
+def load_prepared(directory) -> Dataset:
+    """Read a dataset directory written by :func:`save_dataset` (a folder of the original
+    code's pickles is read by :func:`srsan_np.data.load_dataset`)."""
     directory = Path(directory)
     if not directory.is_dir():
         raise DataError(f"{directory}: no such dataset directory")
     if files.incomplete(directory):
         raise DataError(f"{directory}: its files were being replaced when srsan-np stopped; "
                         f"prepare it again (srsan-np preprocess --overwrite)")
-    if not (directory / "train.npz").exists() and is_pickle_folder(directory):
-        return import_pickles(directory)
     train, n_items = _read_split(directory / "train.npz")
     test, n_items_test = _read_split(directory / "test.npz")
     if n_items != n_items_test:

@@ -46,6 +46,7 @@ from . import layernorm_steps as ln_steps
 from . import mistakes as known
 from . import softmax_ce_steps as ce_steps
 from . import workspace
+from .sandbox import run_checks
 from .diagnosis import RTOL, Hints, Invariant, Region, diagnose
 
 __all__ = ["Row", "CheckResult", "Setting", "settings", "run_setting", "check",
@@ -860,6 +861,5 @@ def check(directory=None, names=None, run=None, time_limit=TIME_LIMIT) -> CheckR
     if directory is None:
         rows = [row for name in names for row in check_exercise(name, None, run)]
     else:
-        from .sandbox import run_checks
-        rows = run_checks(Path(directory), names, run, time_limit)
+        rows = [Row(**row) for row in run_checks(Path(directory), names, run, time_limit)]
     return CheckResult(tuple(rows), None if directory is None else str(directory))

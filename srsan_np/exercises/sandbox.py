@@ -1,6 +1,6 @@
 """The learner's code in a child process: whatever it does, the checker reports it as theirs.
 
-:func:`run_checks` starts ``python -m srsan_np.exercises.sandbox``, which checks the
+:func:`run_checks` starts ``python -m srsan_np.exercises.child``, which checks the
 exercises one after another (:func:`srsan_np.exercises.checks.check_exercise`) and sends
 each one's rows back on its standard output, one JSON line per message (what the
 learner's code prints goes to standard error). So:
@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import signal
 import subprocess
 import sys
 import threading
@@ -51,13 +50,17 @@ def _lines(stream, into):
     into.put(None)
 
 
-def _one_child(directory, names, run, time_limit):
-    """Rows of the exercises ``names`` checked by one child, and the names it left."""
-    from .checks import Row
+def _error(exercise, message):
+    """An error row, as the child sends its rows (``checks.Row``'s fields)."""
+    return {"exercise": exercise, "output": "-", "status": "error", "message": message}
 
+
+def _one_child(directory, names, run, time_limit):
+    """Rows (as dicts) of the exercises ``names`` checked by one child, and the names it
+    left."""
     request = {"directory": str(directory), "names": names,
                "run": None if run is None else asdict(run)}
-    proc = subprocess.Popen([sys.executable, "-m", "srsan_np.exercises.sandbox",
+    proc = subprocess.Popen([sys.executable, "-m", "srsan_np.exercises.child",
                              json.dumps(request)], stdout=subprocess.PIPE,
                             stdin=subprocess.DEVNULL, env=_child_env(), text=True)
     messages = queue.Queue()
@@ -69,14 +72,14 @@ def _one_child(directory, names, run, time_limit):
                 line = messages.get(timeout=time_limit)
             except queue.Empty:
                 proc.kill()
-                rows.append(Row(current or names[0], "-", "error", message=(
+                rows.append(_error(current or names[0], (
                     f"did not finish within {time_limit:g} s, and was stopped: an endless "
                     f"loop in your code? (a check takes a few seconds)")))
                 break
             if line is None:  # the child's output ended
                 status = proc.wait()
                 if current is not None or (status != 0 and not rows):
-                    rows.append(Row(current or names[0], "-", "error", message=(
+                    rows.append(_error(current or names[0], (
                         f"the checker's process ended (exit status {status}) while running "
                         f"your {current or names[0]}: your code ended it (os._exit, a signal) "
                         f"or crashed it; an op must return its result")))
@@ -85,48 +88,22 @@ def _one_child(directory, names, run, time_limit):
             if "start" in message:
                 current = message["start"]
             else:
-                rows += [Row(**row) for row in message["rows"]]
+                rows += message["rows"]
                 current = None
     finally:
         proc.kill()  # done, stopped, or interrupted: never left running
         proc.wait()
         proc.stdout.close()
-    done = {row.exercise for row in rows}
+    done = {row["exercise"] for row in rows}
     return rows, [n for n in names if n not in done]
 
 
 def run_checks(directory, names, run, time_limit) -> list:
-    """The rows of the exercises ``names`` of ``directory``, checked in child processes
-    (see the module notes); ``run`` as :func:`srsan_np.exercises.checks.check_exercise`."""
+    """The rows (as dicts of ``checks.Row``'s fields) of the exercises ``names`` of
+    ``directory``, checked in child processes (see the module notes); ``run`` as
+    :func:`srsan_np.exercises.checks.check_exercise`."""
     rows, pending = [], list(names)
     while pending:
         got, pending = _one_child(directory, pending, run, time_limit)
         rows += got
     return rows
-
-
-def _refuse_exit(status=0):
-    raise SystemExit(f"os._exit({status})")
-
-
-def _main(request):
-    from .checks import Setting, check_exercise
-
-    # this process is the checker's own: Ctrl-C is the caller's to handle, an os._exit
-    # raises, and what the learner's code prints goes to stderr, the results to stdout
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    os._exit = _refuse_exit
-    results = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
-    sys.stdout.flush()
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    run = request["run"]
-    run = None if run is None else Setting(**{**run, "batch": tuple(run["batch"])})
-    for name in request["names"]:
-        results.write(json.dumps({"start": name}) + "\n")
-        rows = check_exercise(name, Path(request["directory"]), run)
-        results.write(json.dumps({"rows": [asdict(row) for row in rows]}) + "\n")
-    results.close()
-
-
-if __name__ == "__main__":
-    _main(json.loads(sys.argv[1]))

@@ -8,7 +8,7 @@ this runs on are shared (other jobs move absolute times by 2-5x from minute to m
   (generated ``diginetica`` preset, B=100, D=96, default ``Config``) against the *floor*:
   the three float32 GEMMs of the tied scoring layer done with NumPy on the same shapes,
   ``S = H E^T``, ``dH = dS E``, ``dE = dS^T H`` (into preallocated outputs). When torch is
-  importable, the same step in PyTorch built like the original code (:func:`torch_stepper`)
+  importable, the same step in PyTorch built like the original code (``torch_original.stepper``)
   on the same batches. All of them are timed alternately, rep by rep, so they see the same
   load; the medians are reported.
 - **evaluation**: full-catalogue pessimistic ranks for test prefixes (``model.score`` +
@@ -63,7 +63,8 @@ from pathlib import Path
 from srsan_np.runtime import configure_threads
 
 configure_threads()  # first: OpenBLAS reads its setting when NumPy loads
-import numpy as np
+import numpy as np  # noqa: E402
+import torch_original  # noqa: E402  (beside this script)
 
 TARGETS = {"api_vs_cli": 1.05, "step_vs_floor": 1.25, "eval_vs_forward_gemm": 1.2, "torch_vs_step": 3.0,
            "epoch_extrapolated_s": 200.0, "reference_step_vs_floor": 3.0,
@@ -105,40 +106,6 @@ def torch_threads():
     return torch.get_num_threads()
 
 
-def torch_stepper(config):
-    """A PyTorch (CPU) training step built like the original SR-SAN code, or None without
-    torch: ``nn.Embedding`` + ``nn.TransformerEncoder`` of post-LN layers (dropout, ReLU,
-    sequence-first), the tied scores ``h E[1:]^T``, ``nn.CrossEntropyLoss`` and Adam with
-    ``weight_decay``; float32, training mode, on the batches given to the step."""
-    try:
-        import torch
-    except ImportError:
-        return None
-    nn = torch.nn
-    torch.manual_seed(0)
-    D = config.hidden
-    embedding = nn.Embedding(config.n_items + 1, D)
-    encoder = nn.TransformerEncoder(
-        nn.TransformerEncoderLayer(D, config.heads, config.ff_mult * D, config.dropout),
-        config.layers, enable_nested_tensor=False)
-    modules = nn.ModuleList([embedding, encoder])
-    for p in modules.parameters():  # the original's initialisation
-        nn.init.uniform_(p, -1.0 / D ** 0.5, 1.0 / D ** 0.5)
-    optimizer = torch.optim.Adam(modules.parameters(), lr=1e-3, weight_decay=1e-5)
-    cross_entropy = nn.CrossEntropyLoss()
-
-    def step(batch):
-        inputs = torch.from_numpy(batch.inputs.astype(np.int64))
-        x = encoder(embedding(inputs).transpose(0, 1)).transpose(0, 1)  # (B, T, D)
-        h = x[torch.arange(x.shape[0]), torch.from_numpy(batch.last.astype(np.int64))]
-        scores = h @ embedding.weight[1:].T  # (B, V), tied
-        loss = cross_entropy(scores, torch.from_numpy(batch.targets.astype(np.int64)) - 1)
-        optimizer.zero_grad(set_to_none=False)
-        loss.backward()
-        optimizer.step()
-    return step
-
-
 def measure_step(dataset, reps):
     """Median train step of each kernel set and GEMM floor (ms), interleaved rep by rep."""
     from srsan_np import kernels, model
@@ -163,7 +130,7 @@ def measure_step(dataset, reps):
         return step
 
     steps = {name: stepper(name) for name in KERNEL_SETS}
-    torch_step = torch_stepper(config)
+    torch_step = torch_original.stepper(config)
     if torch_step is not None:
         steps["torch"] = torch_step
     gemms = scoring_gemms(model.init_params(config, 0), config).values()

@@ -12,6 +12,10 @@ directory under ``--runs``:
 - ``sequence-s<seed>`` and ``positions-s<seed>`` (``--sequence-seeds``): ``sequence``
   mode (clicks in order, padding masked) without and with learned positions, otherwise
   the validation run's settings: does correcting the original's input quirks help?
+- ``torch-s<seed>`` (``--torch-seeds``): the original network and optimiser in PyTorch
+  (``torch_original.py``, beside this script) with the original's protocol, on the batches
+  srsan-np builds in ``faithful`` mode and scored by srsan-np's evaluation: where srsan-np's
+  figure differs from a published one, this tells the implementation from the protocol.
 
 and fits the classic baselines (POP, S-POP, Markov, SKNN) on the same test set. It prints
 the figures beside the published ones and writes them, with every run's per-epoch seconds
@@ -41,6 +45,7 @@ import math
 import os
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 from srsan_np.runtime import configure_threads
@@ -53,13 +58,15 @@ import numpy as np  # noqa: E402
 from srsan_np import kernels as kernel_sets  # noqa: E402
 from srsan_np import model  # noqa: E402
 from srsan_np.baselines import fit_baselines  # noqa: E402
-from srsan_np.data import iterate_batches, load_dataset, split_validation  # noqa: E402
+from srsan_np.data import iterate_batches, load_dataset, make_batch, split_validation  # noqa: E402
 from srsan_np.errors import DataError  # noqa: E402
 from srsan_np.evaluate import evaluate  # noqa: E402
 from srsan_np.files import write_json  # noqa: E402
 from srsan_np.run import Run  # noqa: E402
 from srsan_np.settings import load_preset  # noqa: E402
 from srsan_np.train import TrainConfig, fit, model_scorer  # noqa: E402
+
+import torch_original  # noqa: E402  (beside this script)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "diginetica"
 PUBLISHED = {  # HR@20 ("P@20"), MRR@20 on Diginetica; ../shared/data/diginetica/README.md
@@ -91,6 +98,7 @@ def planned(args):
         kinds = ("original", "validation") if seed in args.seeds else ()
         kinds += ("sequence", "positions") if seed in args.sequence_seeds else ()
         names += [f"{kind}-s{seed}" for kind in kinds]
+    names += [f"torch-s{seed}" for seed in args.torch_seeds]
     return [n for n in names if not args.only or n in args.only]
 
 
@@ -120,6 +128,66 @@ def train_one(dataset, run_dir, kind, seed, n_items, epochs):
     return True
 
 
+def train_torch(dataset, run_dir, seed, n_items, epochs):
+    """The original network in PyTorch, the original's protocol (``original-s<seed>``'s
+    settings), on srsan-np's faithful batches; its record, ``torch.json``, has the keys of
+    a run's summary that :func:`report` reads. The directory is claimed by creating it: an
+    unfinished one (another process, or an interrupted run) is skipped until deleted."""
+    import torch
+
+    model_config, tc = configs("original", seed, n_items, epochs)
+    record_path = run_dir / "torch.json"
+    if record_path.exists():
+        return True
+    try:
+        run_dir.mkdir()
+    except FileExistsError:
+        print(f"{run_dir.name}: skipped: started by another process or interrupted "
+              f"(delete {run_dir} to train it again)", flush=True)
+        return False
+    step = torch_original.stepper(model_config, seed, tc.lr, tc.l2)
+    rng = np.random.default_rng(seed)
+    len_max = {"train": int(dataset.train.lengths().max()), "test": int(dataset.test.lengths().max())}
+    print(f"{run_dir.name}: PyTorch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"seed {seed}, load {_load()}", flush=True)
+
+    def score_fn(index):
+        with torch.no_grad():
+            batch = make_batch(dataset.test, index, "faithful", len_max["test"])
+            return step.scores(batch).numpy()
+
+    history = []
+    for epoch in range(tc.epochs):
+        started = time.perf_counter()
+        lr = tc.lr * tc.lr_dc ** (epoch // tc.lr_dc_step)  # StepLR, stepped after each epoch
+        for group in step.optimizer.param_groups:
+            group["lr"] = lr
+        step.modules.train()
+        losses = [step(batch) for batch in iterate_batches(dataset.train, tc.batch_size, "faithful",
+                                                           rng, len_max["train"])]
+        step.modules.eval()
+        test = evaluate(score_fn, dataset.test, tc.batch_size)
+        history.append({"epoch": epoch, "lr": lr, "train_loss": float(np.mean(losses)),
+                        "test": test, "seconds": time.perf_counter() - started,
+                        "loadavg": _load()})
+        print(f"{run_dir.name}: epoch {epoch:2d}  lr {lr:.0e}  loss {history[-1]['train_loss']:.4f}"
+              f"  test HR@20 {test['HR@20']:.2f}  load {_load()}", flush=True)
+    best = {m: max(history, key=lambda h: h["test"][m])["epoch"] for m in history[-1]["test"]}
+    write_json(record_path, {
+        "history": history, "selected_epoch": history[-1]["epoch"],
+        "test_at_selected": history[-1]["test"], "best_on_test_epoch": best,
+        "best_on_test": {m: history[e]["test"][m] for m, e in best.items()}})
+    return True
+
+
+def _summary(run_dir):
+    """A finished run's summary (srsan-np's, or the PyTorch run's record), else None."""
+    if run_dir.name.startswith("torch-"):
+        path = run_dir / "torch.json"
+        return json.loads(path.read_text()) if path.exists() else None
+    return Run(run_dir).summary()
+
+
 def baselines(dataset, path):
     """The baselines' test metrics (cached in ``path``)."""
     if path.exists():
@@ -141,7 +209,7 @@ def report(runs_dir, names, base, data_info):
     """Gather the finished runs into ``results.json`` and print the table."""
     runs = {}
     for name in names:
-        summary = Run(runs_dir / name).summary()
+        summary = _summary(runs_dir / name)
         if summary is None:
             continue
         loads_path = runs_dir / name / "loads.json"
@@ -152,7 +220,7 @@ def report(runs_dir, names, base, data_info):
             "test_at_selected": {m: summary["test_at_selected"][m] for m in METRICS},
             "selected_epoch": summary["selected_epoch"],
             "epoch_seconds": [h["seconds"] for h in summary["history"]],
-            "epoch_loadavg": [loads.get(str(h["epoch"]), {}).get("loadavg") for h in summary["history"]],
+            "epoch_loadavg": [loads.get(str(h["epoch"]), {}).get("loadavg", h.get("loadavg")) for h in summary["history"]],
         }
     rows = []  # (label, seeds, HR@20 (mean, sd), MRR@20 (mean, sd), median s/epoch)
 
@@ -170,6 +238,7 @@ def report(runs_dir, names, base, data_info):
     add("sequence: best epoch on test", "sequence", "best_on_test")
     add("sequence + positions: selected epoch", "positions", "test_at_selected")
     add("sequence + positions: best epoch on test", "positions", "best_on_test")
+    add("PyTorch, the original network: best epoch on test", "torch", "best_on_test")
 
     print(f"\n{data_info['source']}: {data_info['n_train']:,} training / {data_info['n_test']:,} "
           f"test examples, {data_info['n_items']:,} items; HR@20 and MRR@20 (x100)")
@@ -234,6 +303,8 @@ def main(argv=None):
     parser.add_argument("--runs", type=Path, help="the directory of the run directories")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--sequence-seeds", type=int, nargs="*", default=[0])
+    parser.add_argument("--torch-seeds", type=int, nargs="*", default=[],
+                        help="also train the original network in PyTorch for these seeds")
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--n-items", type=int, help="score against this many items (default: "
                         "the data's; the original hard-codes 43,097 for Diginetica)")
@@ -271,7 +342,8 @@ def main(argv=None):
         for name in names:
             kind, seed = name.rsplit("-s", 1)
             try:  # fit locks the run: another process may be training it
-                train_one(dataset, args.runs / name, kind, int(seed), n_items, args.epochs)
+                train = train_torch if kind == "torch" else partial(train_one, kind=kind)
+                train(dataset, args.runs / name, seed=int(seed), n_items=n_items, epochs=args.epochs)
             except DataError as err:  # held by another process, or started with other settings
                 print(f"{name}: skipped: {err}", flush=True)
     base_path = args.runs / "baselines.json"

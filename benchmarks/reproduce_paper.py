@@ -16,6 +16,7 @@ directory under ``--runs``:
   (``torch_original.py``, beside this script) with the original's protocol, on the batches
   srsan-np builds in ``faithful`` mode and scored by srsan-np's evaluation: where srsan-np's
   figure differs from a published one, this tells the implementation from the protocol.
+  It keeps no checkpoint: an interrupted one starts again once its directory is deleted.
 
 and fits the classic baselines (POP, S-POP, Markov, SKNN) on the same test set. It prints
 the figures beside the published ones and writes them, with every run's per-epoch seconds
@@ -29,6 +30,7 @@ each takes the next run no other process holds (a run directory's lock).
     python benchmarks/reproduce_paper.py --data ../shared/data/diginetica --runs RUNS
     python benchmarks/reproduce_paper.py --data DIR --runs RUNS --only original-s0
     python benchmarks/reproduce_paper.py --data DIR --runs RUNS --report    # the table so far
+    python benchmarks/reproduce_paper.py --data DIR --runs RUNS --torch-seeds 0 --only torch-s0
     python benchmarks/reproduce_paper.py --data DIR --time-steps 300        # one epoch's time
 
 ``--time-steps N`` trains N steps of the faithful original-protocol run (after a few

@@ -132,6 +132,7 @@ def test_a_folder_trains_evaluates_and_refuses_changed_data(cli, tmp_path):
     proc = cli("train", "--data", folder, "--config", "original", "--out", out, "--epochs", "1",
                *TINY_TRAIN)
     assert proc.returncode == 0, proc.stderr
+    assert f"data: the SR-GNN folder {folder.resolve()}" in proc.stdout
     assert json.loads((out / "data.json").read_text())["data"] == str(folder.resolve())
     proc = cli("evaluate", out, "--bootstrap", "0")   # the data reloaded from data.json
     assert proc.returncode == 0 and "SR-SAN" in proc.stdout, proc.stderr

@@ -17,9 +17,13 @@ def load_dataset(directory) -> Dataset:
     folder of the original code's pickles (``train.txt`` or ``all_train_seq.txt``, and
     ``test.txt``; :func:`srsan_np.data.pickles.import_pickles`), told apart by what it
     holds."""
-    if not (Path(directory) / "train.npz").exists() and is_pickle_folder(directory):
-        return import_pickles(directory)
-    return load_prepared(directory)
+    return import_pickles(directory) if reads_as_pickles(directory) else load_prepared(directory)
+
+
+def reads_as_pickles(directory) -> bool:
+    """Whether :func:`load_dataset` reads ``directory`` as a folder of the original code's
+    pickles: it holds some of them and no ``train.npz``."""
+    return not (Path(directory) / "train.npz").exists() and is_pickle_folder(directory)
 
 
 def sample_dataset(seed: int = 0, preset: str = "sample") -> Dataset:
@@ -32,5 +36,6 @@ def sample_dataset(seed: int = 0, preset: str = "sample") -> Dataset:
 
 
 __all__ = ["Batch", "DataError", "Dataset", "Sessions", "generate_clicks", "iterate_batches",
-           "load_dataset", "make_batch", "preprocess", "sample_dataset", "save_dataset",
+           "load_dataset", "make_batch", "preprocess", "reads_as_pickles", "sample_dataset",
+           "save_dataset",
            "split_validation"]

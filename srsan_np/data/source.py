@@ -46,7 +46,10 @@ class DataSource:
     def describe(self) -> str:
         """One line for a person: what the data is."""
         if self.data is not None:
-            return f"the prepared dataset {self.data}"
+            from srsan_np.data import reads_as_pickles
+
+            return (f"the SR-GNN folder {self.data} (the original code's pickles)"
+                    if reads_as_pickles(self.data) else f"the prepared dataset {self.data}")
         if self.input is not None:
             return f"the {self.dataset} log {self.input}, prepared as SR-GNN does"
         return f"the built-in generated sample (seed {self.sample_seed})"

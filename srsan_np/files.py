@@ -131,13 +131,15 @@ def atomic_write_stream(path):
     """Yield a binary file that becomes ``path`` (via ``os.replace``) only if the block succeeds."""
     path = Path(path)
     _kill_point(path.name, "before")
-    with _temporary(path) as (f, tmp):
-        yield f
-    _kill_point(path.name, "during")
-    try:
+    tmp = None
+    try:  # one handler from the temporary's creation to its rename: a signal raised between
+        with _temporary(path) as (f, tmp):  # them (SIGTERM, Ctrl-C) leaves no temporary
+            yield f
+        _kill_point(path.name, "during")
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise
     _kill_point(path.name, "after")
 
@@ -161,19 +163,22 @@ def write_json(path, obj, indent=2) -> None:
 def _create(path: Path, data: bytes) -> bool:
     """Create ``path`` holding ``data``, whole or not at all; False if it exists already."""
     _kill_point(path.name, "before")
-    with _temporary(path) as (f, tmp):
-        f.write(data)
-    _kill_point(path.name, "during")
-    try:
-        os.link(tmp, path)  # fails if path exists, a link included: never replaces anything
-    except FileExistsError:
-        return False
-    except OSError:  # a file system without hard links: created unless it exists
-        if os.path.lexists(path):
+    tmp = None
+    try:  # as in atomic_write_stream: the temporary goes, whatever ends this
+        with _temporary(path) as (f, tmp):
+            f.write(data)
+        _kill_point(path.name, "during")
+        try:
+            os.link(tmp, path)  # fails if path exists, a link included: never replaces anything
+        except FileExistsError:
             return False
-        os.replace(tmp, path)
+        except OSError:  # a file system without hard links: created unless it exists
+            if os.path.lexists(path):
+                return False
+            os.replace(tmp, path)
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
     _kill_point(path.name, "after")
     return True
 

@@ -374,6 +374,28 @@ def test_10_a_killed_write_leaves_no_temporary_file_after_the_next_start(cli, ti
     assert not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))
 
 
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, SystemExit])
+def test_10_a_signal_between_writing_and_renaming_leaves_no_temporary_file(tmp_path, monkeypatch,
+                                                                          stop):
+    """Ctrl-C or SIGTERM (the CLI raises on both) arriving after a temporary file is written
+    and closed, before its rename: the target keeps what it held and no temporary is left.
+    CI once found a ``.train.log.*.tmp`` after a SIGTERM landed in that gap."""
+    from srsan_np import files
+
+    def interrupted(name, point):
+        if point == "during":
+            raise stop
+
+    monkeypatch.setattr(files, "_kill_point", interrupted)
+    (tmp_path / "train.log").write_text("what it held")
+    with pytest.raises(stop):
+        files.write_json(tmp_path / "train.log", {"new": 1})
+    with pytest.raises(stop):
+        files._create(tmp_path / "new.json", b"{}")
+    assert (tmp_path / "train.log").read_text() == "what it held"
+    assert [p.name for p in tmp_path.iterdir()] == ["train.log"]
+
+
 def test_ctrl_c_exits_130_with_the_resume_hint(cli, tiny_data, tmp_path):
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "srsan_np", "train", "--data", str(tiny_data),

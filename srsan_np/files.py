@@ -38,10 +38,12 @@ checkpoint write; it is not meant for anything else.
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import stat
@@ -98,6 +100,10 @@ def _umask() -> int:
     return mask
 
 
+_CREATE = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+           | getattr(os, "O_BINARY", 0))  # a new file, never through a link (as mkstemp)
+
+
 def _temp_prefix(path: Path) -> str:
     return f".{path.name}.srsan-{os.getpid()}-"
 
@@ -108,21 +114,30 @@ def _temp_prefix(path: Path) -> str:
 def _temporary(path: Path):
     """Yield ``(binary file, its name)``: a new temporary file beside ``path``, written and
     synced when the block ends, removed if it fails. An error writing it names ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path), suffix=".tmp")
-    try:
-        if hasattr(os, "fchmod"):  # POSIX: the umask's permissions, not mkstemp's 0600
-            os.fchmod(fd, 0o666 & ~_umask())
+    tmp = None
+    try:  # the name is known before the file exists: a signal raised once it does removes it
+        for _ in range(100):
+            tmp = str(path.parent / f"{_temp_prefix(path)}{secrets.token_hex(4)}.tmp")
+            try:  # the umask's permissions, as any file a program creates
+                fd = os.open(tmp, _CREATE, 0o666)
+                break
+            except FileExistsError:
+                tmp = None
+        else:
+            raise FileExistsError(errno.EEXIST, "no free temporary name", str(path))
         with os.fdopen(fd, "wb") as f:
             yield f, tmp
             f.flush()
             os.fsync(f.fileno())
     except OSError as err:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         if err.filename not in (None, tmp):
             raise
         raise OSError(err.errno, err.strerror, str(path)) from None  # the disk full, a size limit
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 

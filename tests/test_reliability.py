@@ -396,6 +396,23 @@ def test_10_a_signal_between_writing_and_renaming_leaves_no_temporary_file(tmp_p
     assert [p.name for p in tmp_path.iterdir()] == ["train.log"]
 
 
+def test_10_a_signal_right_after_the_temporary_is_created_leaves_none(tmp_path, monkeypatch):
+    """The same, the signal raised as the temporary file comes into existence (where a test
+    sending SIGTERM just after an epoch line landed most of the time)."""
+    from srsan_np import files
+    real_open = os.open
+
+    def open_then_interrupted(*args, **kwargs):
+        os.close(real_open(*args, **kwargs))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(files.os, "open", open_then_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        files.write_json(tmp_path / "train.log", {"new": 1})
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_ctrl_c_exits_130_with_the_resume_hint(cli, tiny_data, tmp_path):
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "srsan_np", "train", "--data", str(tiny_data),

@@ -66,7 +66,8 @@ from srsan_np.evaluate import evaluate  # noqa: E402
 from srsan_np.files import write_json  # noqa: E402
 from srsan_np.run import Run  # noqa: E402
 from srsan_np.settings import load_preset  # noqa: E402
-from srsan_np.train import TrainConfig, fit, model_scorer  # noqa: E402
+from srsan_np.optim import step_lr  # noqa: E402
+from srsan_np.train import TrainConfig, _summarise, fit, model_scorer  # noqa: E402
 
 import torch_original  # noqa: E402  (beside this script)
 
@@ -132,8 +133,8 @@ def train_one(dataset, run_dir, kind, seed, n_items, epochs):
 
 def train_torch(dataset, run_dir, seed, n_items, epochs):
     """The original network in PyTorch, the original's protocol (``original-s<seed>``'s
-    settings), on srsan-np's faithful batches; its record, ``torch.json``, has the keys of
-    a run's summary that :func:`report` reads. The directory is claimed by creating it: an
+    settings), on srsan-np's faithful batches; its record, ``torch.json``, is a run's summary
+    as ``fit`` makes it without a validation split (``srsan_np.train._summarise``). The directory is claimed by creating it: an
     unfinished one (another process, or an interrupted run) is skipped until deleted."""
     import torch
 
@@ -161,24 +162,20 @@ def train_torch(dataset, run_dir, seed, n_items, epochs):
     history = []
     for epoch in range(tc.epochs):
         started = time.perf_counter()
-        lr = tc.lr * tc.lr_dc ** (epoch // tc.lr_dc_step)  # StepLR, stepped after each epoch
+        lr = step_lr(tc.lr, epoch, tc.lr_dc_step, tc.lr_dc)  # StepLR, stepped after each epoch
         for group in step.optimizer.param_groups:
             group["lr"] = lr
         step.modules.train()
         losses = [step(batch) for batch in iterate_batches(dataset.train, tc.batch_size, "faithful",
                                                            rng, len_max["train"])]
         step.modules.eval()
-        test = evaluate(score_fn, dataset.test, tc.batch_size)
+        test, load = evaluate(score_fn, dataset.test, tc.batch_size), _load()
         history.append({"epoch": epoch, "lr": lr, "train_loss": float(np.mean(losses)),
-                        "test": test, "seconds": time.perf_counter() - started,
-                        "loadavg": _load()})
+                        "valid": None, "test": test, "seconds": time.perf_counter() - started,
+                        "loadavg": load})
         print(f"{run_dir.name}: epoch {epoch:2d}  lr {lr:.0e}  loss {history[-1]['train_loss']:.4f}"
-              f"  test HR@20 {test['HR@20']:.2f}  load {_load()}", flush=True)
-    best = {m: max(history, key=lambda h: h["test"][m])["epoch"] for m in history[-1]["test"]}
-    write_json(record_path, {
-        "history": history, "selected_epoch": history[-1]["epoch"],
-        "test_at_selected": history[-1]["test"], "best_on_test_epoch": best,
-        "best_on_test": {m: history[e]["test"][m] for m, e in best.items()}})
+              f"  test HR@20 {test['HR@20']:.2f}  load {load}", flush=True)
+    write_json(record_path, _summarise(history, history[-1], tc))  # as fit's: the last epoch
     return True
 
 

@@ -37,5 +37,4 @@ def sample_dataset(seed: int = 0, preset: str = "sample") -> Dataset:
 
 __all__ = ["Batch", "DataError", "Dataset", "Sessions", "generate_clicks", "iterate_batches",
            "load_dataset", "make_batch", "preprocess", "reads_as_pickles", "sample_dataset",
-           "save_dataset",
-           "split_validation"]
+           "save_dataset", "split_validation"]
